@@ -1,0 +1,138 @@
+"""``KerasBijector``: the TFP view of a flow step whose parameters live in Keras 3 layers.
+
+Keras owns the parameters (a Keras 3 model never sees a ``tf.Variable`` held by a
+``tf.Module``, and a ``tf.Module`` never sees Keras 3 variables), TFP provides composition,
+distributions and caching. A subclass keeps its weights in Keras layers listed by
+:meth:`KerasBijector.keras_layers`; ``FlowModel`` tracks those layers so ``fit``, ``.keras``
+saving and SavedModel export see every weight, and :attr:`trainable_variables` lists them so a
+plain ``tf.GradientTape`` loop works too.
+
+Direction (TFP convention): ``forward`` maps latent -> data (sampling), ``inverse`` maps
+data -> latent (density evaluation). A subclass implements
+
+* ``_data_to_latent(x, training, seed) -> (z, log_det)`` with ``log_det`` the (estimate of)
+  ``log |det dz/dx|`` per example (summed over the ``min_event_ndims`` event dimensions);
+* ``_latent_to_data(z, training, seed) -> x``.
+
+Value and log-det are computed in one pass and shared through TFP's cache
+(``BijectorCacheWithGreedyAttrs``, the ``tfb.FFJORD`` pattern), so
+``TransformedDistribution.log_prob`` evaluates each step exactly once.
+
+Every method accepts the keyword arguments ``training`` (bool; selects the training-time
+estimator of stochastic log-dets) and ``seed`` (a stateless seed). TFP keys its cache on them,
+so a new seed gives a new draw.
+"""
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import cache_util
+
+tfb = tfp.bijectors
+
+
+class KerasBijector(tfb.Bijector):
+    """Base class of tfresflow bijectors whose parameters are Keras 3 layers."""
+
+    _cache = cache_util.BijectorCacheWithGreedyAttrs(
+        forward_name="_augmented_forward", inverse_name="_augmented_inverse")
+
+    #: True when ``inverse_log_det_jacobian`` is a random estimate rather than exact.
+    has_stochastic_log_det = False
+
+    def __init__(self, *, parameters, name, event_ndims=1, is_constant_jacobian=False,
+                 validate_args=False, dtype=tf.float32):
+        # ``parameters`` must hold the Keras layers: TFP shares cache entries between
+        # bijectors with equal parameters, so two blocks wrapping different networks must
+        # never compare equal. Names must be unique too: ``tfb.Chain`` routes per-step
+        # keyword arguments (``seed``, ``training``) by name.
+        super().__init__(
+            forward_min_event_ndims=event_ndims, is_constant_jacobian=is_constant_jacobian,
+            validate_args=validate_args, dtype=dtype, parameters=parameters, name=name)
+
+    # ---------------------------------------------------------------- Keras side
+    def keras_layers(self):
+        """The Keras layers (and only those) that hold this bijector's weights."""
+        raise NotImplementedError
+
+    def build(self, event_shape):
+        """Builds every Keras layer for inputs of the given event shape (data side)."""
+        raise NotImplementedError
+
+    @property
+    def built(self):
+        return all(layer.built for layer in self.keras_layers())
+
+    @property
+    def trainable_variables(self):
+        return tuple(v for layer in self.keras_layers() for v in layer.trainable_variables)
+
+    @property
+    def variables(self):
+        return tuple(v for layer in self.keras_layers() for v in layer.variables)
+
+    @property
+    def non_trainable_variables(self):
+        return tuple(v for layer in self.keras_layers() for v in layer.non_trainable_variables)
+
+    def get_config(self):
+        """Constructor arguments; Keras layers serialised with ``keras.saving``."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # ---------------------------------------------------------------- TFP side
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return dict()
+
+    def _data_to_latent(self, x, training, seed):
+        raise NotImplementedError
+
+    def _latent_to_data(self, z, training, seed):
+        raise NotImplementedError
+
+    def _augmented_inverse(self, y, training=False, seed=None):
+        z, log_det = self._data_to_latent(y, training=training, seed=seed)
+        return z, {"ildj": log_det, "fldj": -log_det}
+
+    def _augmented_forward(self, x, training=False, seed=None):
+        return self._latent_to_data(x, training=training, seed=seed), {}
+
+    def _forward(self, x, training=False, seed=None):
+        return self._augmented_forward(x, training=training, seed=seed)[0]
+
+    def _inverse(self, y, training=False, seed=None):
+        return self._augmented_inverse(y, training=training, seed=seed)[0]
+
+    def _inverse_log_det_jacobian(self, y, training=False, seed=None):
+        attrs = self._cache.inverse_attributes(y, training=training, seed=seed)
+        if "ildj" not in attrs:
+            attrs.update(self._augmented_inverse(y, training=training, seed=seed)[1])
+        return attrs["ildj"]
+
+    def _forward_log_det_jacobian(self, x, training=False, seed=None):
+        attrs = self._cache.forward_attributes(x, training=training, seed=seed)
+        if "fldj" not in attrs:
+            # x was not produced by ``inverse``: evaluate the density direction at y = f(x).
+            y = self.forward(x, training=training, seed=seed)
+            attrs.update(self._augmented_inverse(y, training=training, seed=seed)[1])
+        return attrs["fldj"]
+
+
+def unique_name(name, default):
+    """``name`` if given, else ``default`` made unique in this process (``default_3``)."""
+    return name if name else f"{default}_{keras.backend.get_uid(default)}"
+
+
+def serialize_layer(layer):
+    """Serialises a Keras layer for a bijector's ``get_config``."""
+    return keras.saving.serialize_keras_object(layer)
+
+
+def deserialize_layer(config):
+    """Inverse of :func:`serialize_layer` (accepts an already-built layer unchanged)."""
+    if isinstance(config, keras.layers.Layer):
+        return config
+    return keras.saving.deserialize_keras_object(config)

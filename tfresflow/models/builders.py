@@ -1,0 +1,42 @@
+"""Named model recipes (used by the CLI and examples): ``build_model("coupling", 2)``.
+
+Each family registers a builder ``fn(event_size, **options) -> FlowModel`` under a name with
+:func:`register_model`; options a builder does not know raise a ``TypeError`` naming them.
+"""
+import tensorflow_probability as tfp
+
+from tfresflow.bijectors.coupling import AffineCoupling
+from tfresflow.models.flow_model import FlowModel
+
+tfb = tfp.bijectors
+
+MODEL_BUILDERS = {}
+
+
+def register_model(name):
+    """Decorator registering a model builder under ``name``."""
+    def decorate(fn):
+        MODEL_BUILDERS[name] = fn
+        return fn
+    return decorate
+
+
+def build_model(kind, event_size, **options):
+    """Builds the registered model ``kind`` for vectors of size ``event_size``.
+
+    Raises:
+      ValueError: for an unknown ``kind``.
+    """
+    if kind not in MODEL_BUILDERS:
+        raise ValueError(f"Unknown model {kind!r}; choose one of {sorted(MODEL_BUILDERS)}.")
+    return MODEL_BUILDERS[kind](int(event_size), **options)
+
+
+@register_model("coupling")
+def coupling_flow(event_size, n_steps=8, hidden_units=(64, 64), mask="half", seed=0):
+    """RealNVP: ``n_steps`` affine couplings with alternating masks."""
+    steps = [AffineCoupling(event_size, hidden_units=hidden_units, mask=mask,
+                            reverse=bool(i % 2), name=f"coupling_{i}")
+             for i in range(n_steps)]
+    return FlowModel(tfb.Chain(steps, name="coupling_flow"), event_shape=[event_size],
+                     seed=seed, name="coupling_flow_model")

@@ -1,0 +1,225 @@
+"""``FlowModel``: a Keras 3 model of the density ``p(x) = p_Z(f^{-1}(x)) |det J_{f^{-1}}(x)|``.
+
+The model wraps a base distribution ``p_Z`` and a (chain of) tfresflow bijector(s) ``f``
+(TFP direction: ``f.forward`` samples, ``f.inverse`` evaluates). ``call(x)`` returns the
+per-example log-density, so ``compile()`` + ``fit(x)`` (no labels) trains by maximum likelihood
+and ``evaluate`` reports the negative log-likelihood in nats. For TFP composition,
+:meth:`distribution` returns a ``tfd.TransformedDistribution``.
+
+Keras owns every weight: the model tracks the Keras layers of every tfresflow bijector in the
+flow, so ``fit``, ``.keras`` saving and SavedModel export see all of them.
+
+Randomness: stochastic log-dets and sampling draw stateless noise from a seed. Passing
+``seed=`` makes a call reproducible; without it a per-model ``keras.random.SeedGenerator``
+supplies a fresh seed. Inside a ``tf.distribute`` strategy the replica id is folded into the
+seed so each replica draws its own noise.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfresflow import random as trf_random
+from tfresflow.bijectors.base import KerasBijector
+from tfresflow.bijectors.serialization import (ChainType, InvertType, deserialize_bijector,
+                                               leaves, serialize_bijector)
+from tfresflow.distributions.base import make_base_distribution
+from tfresflow.validation import check_samples
+
+tfb = tfp.bijectors
+tfd = tfp.distributions
+
+
+def _step_kwargs(bijector, seeds, training):
+    """Per-step keyword arguments for a bijector tree (``tfb.Chain`` routes them by name)."""
+    if isinstance(bijector, ChainType):
+        return {b.name: _step_kwargs(b, seeds, training) for b in bijector.bijectors}
+    if isinstance(bijector, InvertType):
+        return _step_kwargs(bijector.bijector, seeds, training)
+    if isinstance(bijector, KerasBijector):
+        return {"training": training, "seed": next(seeds)}
+    return {}
+
+
+@keras.saving.register_keras_serializable(package="tfresflow")
+class FlowModel(keras.Model):
+    """Normalising-flow density model trained with Keras ``fit``.
+
+    Args:
+      bijector: a tfresflow bijector or a ``tfb.Chain`` / ``tfb.Invert`` tree of them
+        (``forward`` = latent -> data). Each step must have a unique name.
+      event_shape: shape of one data point, e.g. ``[2]``.
+      base_distribution: name of the base distribution (``"normal"`` by default, see
+        :func:`tfresflow.distributions.base.make_base_distribution`).
+      seed: integer seed of the model's seed generator (fresh noise for calls without seed).
+    """
+
+    def __init__(self, bijector, event_shape, base_distribution="normal", seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(bijector, dict):
+            bijector = deserialize_bijector(bijector)
+        if not isinstance(bijector, tfb.Bijector):
+            raise TypeError(f"`bijector` must be a tfb.Bijector, got {type(bijector).__name__}.")
+        self.event_shape = [int(d) for d in event_shape]
+        if not self.event_shape or any(d < 1 for d in self.event_shape):
+            raise ValueError(f"`event_shape` must be a non-empty list of positive sizes, "
+                             f"got {event_shape!r}.")
+        steps = leaves(bijector)
+        names = [b.name for b in steps]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"Flow steps must have unique names (tfb.Chain routes seeds by "
+                             f"name); duplicated: {duplicates}.")
+        for b in steps:
+            if not isinstance(b, KerasBijector) and b.trainable_variables:
+                raise ValueError(
+                    f"Bijector {b.name!r} holds tf.Variables that Keras cannot train or save; "
+                    "use a tfresflow bijector whose parameters live in Keras layers.")
+        self.base_distribution_name = base_distribution
+        make_base_distribution(base_distribution, self.event_shape)  # validates the name
+        self.seed = seed
+        # The bijector tree is a tf.Module; keep it out of Keras/checkpoint tracking: Keras
+        # tracks the weights through ``flow_layers`` below.
+        object.__setattr__(self, "_flow", bijector)
+        self._keras_steps = [b for b in steps if isinstance(b, KerasBijector)]
+        self.flow_layers = [layer for b in self._keras_steps for layer in b.keras_layers()]
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.build((None, *self.event_shape))
+
+    # ----------------------------------------------------------------- structure
+    @property
+    def bijector(self):
+        """The flow (latent -> data in TFP's ``forward`` direction)."""
+        return self._flow
+
+    @property
+    def has_stochastic_log_det(self):
+        """True when ``log_prob`` is a random (unbiased or biased) estimate."""
+        return any(b.has_stochastic_log_det for b in self._keras_steps)
+
+    def build(self, input_shape):
+        shape = list(input_shape[1:])
+        if shape != self.event_shape:
+            raise ValueError(f"FlowModel expects inputs with event shape {self.event_shape}, "
+                             f"got {shape}.")
+        for step in self._keras_steps:
+            step.build(shape)
+            shape = list(step.inverse_event_shape(shape))
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],)
+
+    def get_config(self):
+        if not isinstance(self.base_distribution_name, str):
+            raise ValueError("Only named base distributions can be serialised.")
+        return {**super().get_config(), "bijector": serialize_bijector(self._flow),
+                "event_shape": list(self.event_shape),
+                "base_distribution": self.base_distribution_name, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # ----------------------------------------------------------------- TFP views
+    def base(self):
+        """The base (latent) distribution ``p_Z``."""
+        return make_base_distribution(self.base_distribution_name, self.event_shape)
+
+    def distribution(self):
+        """``tfd.TransformedDistribution(base, bijector)``: the model as a TFP distribution.
+
+        Stochastic steps called through it use their evaluation-time estimator with
+        unseeded noise; pass ``bijector_kwargs`` (per step name) to control them.
+        """
+        return tfd.TransformedDistribution(self.base(), self._flow)
+
+    # ----------------------------------------------------------------- randomness
+    def _resolve_seed(self, seed):
+        if seed is None:
+            seed = trf_random.from_generator(self.seed_generator)
+        return trf_random.fold_in_replica(seed)
+
+    def step_kwargs(self, seed=None, training=False):
+        """Keyword arguments routing ``seed`` (split per step) and ``training`` to each step."""
+        n = max(len(self._keras_steps), 1)
+        seeds = iter(tf.unstack(trf_random.split(self._resolve_seed(seed), n)))
+        return _step_kwargs(self._flow, seeds, bool(training))
+
+    # ----------------------------------------------------------------- density
+    def _as_batch(self, x, name="x"):
+        x = tf.convert_to_tensor(x, dtype=tf.float32)
+        rank = len(self.event_shape)
+        if x.shape.rank is not None and (x.shape.rank < rank
+                                         or x.shape[-rank:].as_list() != self.event_shape):
+            raise ValueError(f"`{name}` must end in the event shape {self.event_shape}, "
+                             f"got shape {x.shape.as_list()}.")
+        return x
+
+    def log_prob(self, x, seed=None, training=False):
+        """Per-example log-density (exact, or an estimate for stochastic log-dets).
+
+        Args:
+          x: data, shape ``[..., *event_shape]``.
+          seed: optional stateless seed for stochastic steps.
+          training: use the training-time estimator of stochastic steps.
+        """
+        x = self._as_batch(x)
+        kwargs = self.step_kwargs(seed, training)
+        return self.distribution().log_prob(x, bijector_kwargs=kwargs)
+
+    def call(self, x, training=None):
+        # tf.identity: a fresh tensor so TFP's identity-keyed cache never serves a tensor from
+        # another graph (the lazy-build trap of Keras 3 + TFP).
+        return self.log_prob(tf.identity(x), training=bool(training))
+
+    def sample(self, n, seed=None):
+        """Draws ``n`` samples (sampling direction of every step)."""
+        seed_base, seed_flow = tf.unstack(trf_random.split(self._resolve_seed(seed), 2))
+        z = self.base().sample(n, seed=seed_base)
+        return self._flow.forward(z, **self.step_kwargs(seed_flow, training=False))
+
+    def sample_and_log_prob(self, n, seed=None):
+        """Samples and their log-densities in one pass."""
+        seed_base, seed_flow = tf.unstack(trf_random.split(self._resolve_seed(seed), 2))
+        base = self.base()
+        z = base.sample(n, seed=seed_base)
+        kwargs = self.step_kwargs(seed_flow, training=False)
+        x = self._flow.forward(z, **kwargs)
+        fldj = self._flow.forward_log_det_jacobian(z, event_ndims=len(self.event_shape),
+                                                   **kwargs)
+        return x, base.log_prob(z) - fldj
+
+    # ----------------------------------------------------------------- training
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Mean negative log-likelihood (weighted as Keras does: ``mean(w * nll)``)."""
+        nll = -y_pred
+        if sample_weight is not None:
+            nll = nll * tf.cast(tf.reshape(sample_weight, tf.shape(nll)), nll.dtype)
+        loss = tf.reduce_mean(nll)
+        if self.losses:
+            loss = loss + tf.add_n(self.losses)
+        # Keras scales compiled losses by 1/num_replicas itself; an override must do it.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return loss / tf.cast(replicas, loss.dtype) if replicas > 1 else loss
+
+    def _checked(self, x, name):
+        if isinstance(x, (np.ndarray, list, tuple)) or tf.is_tensor(x):
+            return check_samples(x, self.event_shape, name=name)
+        return x
+
+    def fit(self, x=None, y=None, **kwargs):
+        if y is not None:
+            raise ValueError("FlowModel is trained by maximum likelihood: pass data `x` only, "
+                             "no labels `y`.")
+        if kwargs.get("validation_data") is not None:
+            val = kwargs["validation_data"]
+            if isinstance(val, tuple) and len(val) == 1:
+                val = val[0]
+            val = self._checked(val, "validation_data")
+            kwargs["validation_data"] = (val,) if isinstance(val, np.ndarray) else val
+        return super().fit(self._checked(x, "x"), **kwargs)
+
+    def evaluate(self, x=None, y=None, **kwargs):
+        """Mean negative log-likelihood (nats) on ``x``, reported as ``loss``."""
+        return super().evaluate(self._checked(x, "x"), y, **kwargs)
