@@ -9,10 +9,10 @@ import tensorflow as tf
 
 
 def _checkerboard(n, rng):
-    x1 = rng.uniform(-4.0, 4.0, n)
-    x2 = rng.uniform(0.0, 2.0, n) - 2.0 * rng.integers(0, 2, n)
-    x2 = x2 + 2.0 * (np.floor(x1) % 2)
-    return np.stack([x1, x2], 1)
+    # 4 x 4 board of 2 x 2 squares on [-4, 4]^2; occupied squares have an even index sum.
+    x1 = rng.uniform(-2.0, 2.0, n)
+    x2 = rng.uniform(0.0, 1.0, n) - 2.0 * rng.integers(0, 2, n) + np.floor(x1) % 2
+    return 2.0 * np.stack([x1, x2], 1)
 
 
 def _two_spirals(n, rng):

@@ -1,0 +1,496 @@
+"""``BoostedFlow``: a mixture of normalising flows sharing one base distribution.
+
+Gradient boosted flows (Giaquinto & Banerjee, 2020, "Gradient Boosted Normalizing Flows",
+eq. 7) build the density
+
+    G(x) = sum_c rho_c g_c(x),        rho on the simplex,
+
+where every component ``g_c`` is a flow over one shared base distribution. Here
+
+* ``log_prob(x) = logsumexp_c(log rho_c + log g_c(x))`` (exact when every ``log g_c`` is);
+* ``sample`` draws a component id ``j_n ~ Categorical(rho)`` *per sample* and runs only
+  component ``j``'s flow on the samples assigned to it (``tf.dynamic_partition`` ->
+  one ``sample`` per component -> ``tf.dynamic_stitch``). ``tfd.Mixture`` and
+  ``tfd.MixtureSameFamily`` instead sample every component for every draw (C times the work,
+  TFP issue #1208); the reference implementation draws one component for the whole batch,
+  which is not a sample of the mixture.
+
+Two forms:
+
+* **list form**: ``components`` is a Python list of C distributions (``tfd.Distribution`` or
+  tfresflow ``FlowModel``; any flow: coupling, residual, dense, relative-gradient) with equal
+  event shape and scalar batch shape;
+* **batched form** (``tfd.MixtureSameFamily``-style): ``components`` is *one* distribution
+  whose rightmost batch dimension indexes the C components, e.g. a
+  ``tfd.TransformedDistribution`` over a chain of :class:`BatchedAffineCoupling` (one bijector
+  holding C parameter sets, batch shape ``[C]``) built by :func:`stack_coupling_flows`. Its
+  ``log_prob`` evaluates all components in one vectorised pass; sampling still runs only the
+  chosen component's parameters when every step implements ``forward_select`` (other batched
+  distributions fall back to sampling all components and selecting, as MixtureSameFamily).
+
+Batch and event shapes follow TFP: the mixture has the components' event shape and batch
+shape ``[]`` (the component axis is reduced), ``sample(sample_shape)`` has shape
+``sample_shape + event_shape``.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import samplers
+
+from tfresflow.bijectors.base import deserialize_layer, unique_name
+from tfresflow.bijectors.coupling import AffineCoupling
+from tfresflow.bijectors.serialization import ChainType, InvertType, leaves, register
+
+tfb = tfp.bijectors
+tfd = tfp.distributions
+
+__all__ = ["BoostedFlow", "BatchedMLP", "BatchedAffineCoupling", "stack_coupling_flows"]
+
+
+# --------------------------------------------------------------------------- components
+def _is_flow_model(component):
+    # Duck-typed so this module does not import the (higher) models layer.
+    return (not isinstance(component, tfd.Distribution) and hasattr(component, "log_prob")
+            and hasattr(component, "sample") and hasattr(component, "event_shape")
+            and hasattr(component, "distribution"))
+
+
+def _component_event_shape(component):
+    if isinstance(component, tfd.Distribution):
+        return tf.TensorShape(component.event_shape)
+    return tf.TensorShape(list(component.event_shape))
+
+
+def _component_log_prob(component, x, seed):
+    if isinstance(component, tfd.Distribution):
+        return component.log_prob(x)
+    return component.log_prob(x, seed=seed)
+
+
+def _component_sample(component, n, seed):
+    if isinstance(component, tfd.Distribution):
+        return component.sample(n, seed=seed)
+    return component.sample(n, seed=seed)
+
+
+def _check_weights(weights, num_components):
+    """Converts and statically checks the unnormalised mixture weights rho."""
+    if isinstance(weights, tf.Variable):
+        if weights.shape.rank != 1 or weights.shape[0] != num_components:
+            raise ValueError(f"`weights` must have shape [{num_components}] (one per component), "
+                             f"got {weights.shape}.")
+        return weights
+    try:
+        w = np.asarray(weights if not tf.is_tensor(weights) else tf.get_static_value(weights),
+                       dtype=np.float64)
+    except (TypeError, ValueError):
+        w = None
+    if w is None or w.dtype == object:
+        return tf.convert_to_tensor(weights, tf.float32)
+    if w.ndim != 1 or w.shape[0] != num_components:
+        raise ValueError(f"`weights` must have shape [{num_components}] (one per component), "
+                         f"got {list(w.shape)}.")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise ValueError(f"`weights` must be finite, non-negative and not all zero, got {w}.")
+    return tf.convert_to_tensor(weights, tf.float32)
+
+
+# --------------------------------------------------------------------------- distribution
+class BoostedFlow(tfd.Distribution):
+    """Mixture ``G(x) = sum_c rho_c g_c(x)`` of flows (Giaquinto & Banerjee 2020, eq. 7).
+
+    Args:
+      components: a list of C distributions (``tfd.Distribution`` with batch shape ``[]`` or
+        tfresflow ``FlowModel``) with equal event shape; or one distribution whose rightmost
+        batch dimension indexes the C components (batched form, see the module docstring).
+      weights: non-negative mixture weights rho of shape ``[C]`` (normalised to the simplex by
+        :attr:`weights`); a ``tf.Variable`` is read at every call. Default: uniform.
+      validate_args: add runtime checks of the weights.
+      allow_nan_stats: TFP flag (kept for the ``tfd.Distribution`` interface).
+      name: name of the distribution.
+
+    Raises:
+      TypeError: if a component is not a distribution or flow model.
+      ValueError: on empty ``components``, mismatched event shapes, a non-scalar component
+        batch shape (list form) or bad ``weights``.
+    """
+
+    def __init__(self, components, weights=None, validate_args=False, allow_nan_stats=True,
+                 name="BoostedFlow"):
+        parameters = dict(locals())
+        if isinstance(components, tfd.Distribution):
+            self._batched = True
+            batch = tf.TensorShape(components.batch_shape)
+            if batch.rank is None or batch.rank < 1 or batch[-1] is None:
+                raise ValueError("A batched `components` distribution needs a statically known "
+                                 f"rightmost batch dimension (the C components); got batch "
+                                 f"shape {batch}.")
+            num = int(batch[-1])
+            event = tf.TensorShape(components.event_shape)
+            dtype = components.dtype
+            self._components = components
+        else:
+            self._batched = False
+            try:
+                components = list(components)
+            except TypeError:
+                raise TypeError("`components` must be a list of distributions/flow models or one "
+                                f"batched distribution, got {type(components).__name__}.") from None
+            if not components:
+                raise ValueError("`components` must contain at least one distribution.")
+            for i, c in enumerate(components):
+                if not (isinstance(c, tfd.Distribution) or _is_flow_model(c)):
+                    raise TypeError(f"`components[{i}]` must be a tfd.Distribution or a tfresflow "
+                                    f"FlowModel, got {type(c).__name__}.")
+                if isinstance(c, tfd.Distribution) and tf.TensorShape(c.batch_shape) != []:
+                    raise ValueError(
+                        f"`components[{i}]` has batch shape {c.batch_shape}; the list form needs "
+                        "scalar-batch components (use the batched form for a component axis).")
+            event = _component_event_shape(components[0])
+            for i, c in enumerate(components[1:], 1):
+                if _component_event_shape(c) != event:
+                    raise ValueError(f"All components must share one event shape: components[0] "
+                                     f"has {event}, components[{i}] has "
+                                     f"{_component_event_shape(c)}.")
+            dtypes = {tf.as_dtype(getattr(c, "dtype", None) or tf.float32) for c in components
+                      if isinstance(c, tfd.Distribution)} | {tf.float32}
+            if len(dtypes) != 1:
+                raise ValueError(f"All components must have dtype float32, got {sorted(map(str, dtypes))}.")
+            num = len(components)
+            dtype = tf.float32
+            self._components = components
+        self._num_components = num
+        self._event = event
+        if weights is None:
+            weights = np.full([num], 1.0 / num, np.float32)
+        self._rho = _check_weights(weights, num)
+        super().__init__(dtype=dtype, reparameterization_type=tfd.NOT_REPARAMETERIZED,
+                         validate_args=validate_args, allow_nan_stats=allow_nan_stats,
+                         parameters=parameters, name=name)
+
+    # ----------------------------------------------------------------- structure
+    @classmethod
+    def _parameter_properties(cls, dtype, num_classes=None):
+        return dict()
+
+    @property
+    def components(self):
+        """The component list (list form) or the batched component distribution."""
+        return self._components
+
+    @property
+    def num_components(self):
+        """Number C of mixture components."""
+        return self._num_components
+
+    @property
+    def is_batched(self):
+        """True for the batched (MixtureSameFamily-style) form."""
+        return self._batched
+
+    @property
+    def weights(self):
+        """Mixture weights ``rho / sum(rho)`` on the simplex, shape ``[C]``."""
+        rho = tf.cast(tf.convert_to_tensor(self._rho), tf.float32)
+        if self.validate_args:
+            rho = tf.debugging.assert_non_negative(rho, message="`weights` must be >= 0")
+        return rho / tf.reduce_sum(rho)
+
+    @property
+    def log_weights(self):
+        """``log`` of :attr:`weights` (``-inf`` for a zero weight)."""
+        return tf.math.log(self.weights)
+
+    def _batch_shape(self):
+        return tf.TensorShape([])
+
+    def _batch_shape_tensor(self):
+        return tf.constant([], tf.int32)
+
+    def _event_shape(self):
+        return self._event
+
+    def _event_shape_tensor(self):
+        return tf.constant(self._event.as_list(), tf.int32)
+
+    # ----------------------------------------------------------------- density
+    def component_log_probs(self, x, seed=None):
+        """``log g_c(x)`` for every component, shape ``[..., C]`` (unweighted).
+
+        Args:
+          x: values of shape ``[..., *event_shape]``.
+          seed: optional stateless seed routed to stochastic ``FlowModel`` components.
+        """
+        x = tf.convert_to_tensor(x, self.dtype)
+        if self._batched:
+            # Insert the component axis just before the event dims: [..., 1, *event].
+            return self._components.log_prob(tf.expand_dims(x, -1 - self._event.rank))
+        seeds = self._split(seed, self._num_components)
+        return tf.stack([_component_log_prob(c, x, None if seeds is None else seeds[i])
+                         for i, c in enumerate(self._components)], axis=-1)
+
+    def _log_prob(self, x, seed=None):
+        return tf.reduce_logsumexp(self.log_weights + self.component_log_probs(x, seed), -1)
+
+    def responsibilities(self, x, seed=None):
+        """Posterior component probabilities ``rho_c g_c(x) / G(x)``, shape ``[..., C]``."""
+        return tf.nn.softmax(self.log_weights + self.component_log_probs(x, seed), -1)
+
+    # ----------------------------------------------------------------- sampling
+    @staticmethod
+    def _split(seed, n):
+        if seed is None:
+            return None
+        return tf.unstack(samplers.split_seed(samplers.sanitize_seed(seed), n=n))
+
+    def sample_component_ids(self, n, seed=None):
+        """``n`` i.i.d. component ids ``j ~ Categorical(weights)`` (int32 ``[n]``)."""
+        seed = samplers.sanitize_seed(seed)
+        logits = tf.where(self.weights > 0, self.log_weights, tf.float32.min)
+        ids = tf.random.stateless_categorical(logits[tf.newaxis], n, seed=seed)[0]
+        return tf.cast(ids, tf.int32)
+
+    def _sample_n(self, n, seed=None):
+        seed_ids, seed_comp = samplers.split_seed(samplers.sanitize_seed(seed), n=2)
+        ids = self.sample_component_ids(n, seed=seed_ids)
+        if self._batched:
+            return self._sample_batched(n, ids, seed_comp)
+        num = self._num_components
+        rows = tf.dynamic_partition(tf.range(n), ids, num)
+        seeds = samplers.split_seed(seed_comp, n=num)
+        parts = [_component_sample(c, tf.size(rows[i]), seeds[i])
+                 for i, c in enumerate(self._components)]
+        return tf.dynamic_stitch(rows, parts)
+
+    def _sample_batched(self, n, ids, seed):
+        comps = self._components
+        if _supports_selection(comps):
+            z = comps.distribution.sample(n, seed=seed)
+            return forward_select(comps.bijector, z, ids, self._num_components)
+        # Generic batched distribution: sample every component, keep the chosen one (C x work).
+        all_x = comps.sample(n, seed=seed)  # [n, C, *event]
+        return tf.gather(all_x, ids, axis=1, batch_dims=1)
+
+    def sample_and_log_prob(self, sample_shape=(), seed=None):
+        """Samples and their mixture log-densities (``experimental_sample_and_log_prob``)."""
+        return self.experimental_sample_and_log_prob(sample_shape, seed=seed)
+
+    def _default_event_space_bijector(self):
+        return tfb.Identity()
+
+
+# --------------------------------------------------------------------------- batched form
+def _supports_selection(dist):
+    if not isinstance(dist, tfd.TransformedDistribution):
+        return False
+    if tf.TensorShape(dist.distribution.batch_shape) != []:
+        return False
+    return all(hasattr(b, "forward_select") for b in leaves(dist.bijector))
+
+
+def forward_select(bijector, z, component_ids, num_components):
+    """Applies, row by row, the forward map of component ``component_ids[n]`` to ``z[n]``.
+
+    ``bijector`` is a batched step with ``forward_select`` or a ``tfb.Chain``/``tfb.Invert``
+    tree of them; only the selected parameter set touches each row.
+    """
+    if isinstance(bijector, ChainType):
+        for b in reversed(bijector.bijectors):  # Chain.forward applies the last bijector first
+            z = forward_select(b, z, component_ids, num_components)
+        return z
+    if isinstance(bijector, InvertType):
+        raise ValueError("forward_select does not support tfb.Invert steps.")
+    return bijector.forward_select(z, component_ids)
+
+
+@keras.saving.register_keras_serializable(package="tfresflow")
+class BatchedMLP(keras.layers.Layer):
+    """C independent MLPs ``Dense -> act -> ... -> Dense(out_units)`` held as stacked weights.
+
+    Kernels have shape ``[C, in, out]`` and biases ``[C, out]``. ``call(a)`` takes
+    ``a`` of shape ``[..., C or 1, in]`` and returns ``[..., C, out]`` (network c applied to
+    slice c; a singleton component axis is broadcast) in one batched matmul per layer.
+    :meth:`call_component` applies network ``c`` alone to ``[m, in]`` rows. Hidden layers use
+    per-network Glorot-uniform initialisation; the output layer starts at zero (identity
+    couplings), as :class:`tfresflow.nets.mlp.MLP`.
+    """
+
+    def __init__(self, num_components, out_units, hidden_units=(64, 64), activation="tanh",
+                 zero_init_output=True, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_components) < 1:
+            raise ValueError(f"`num_components` must be >= 1, got {num_components!r}.")
+        if int(out_units) < 1 or any(int(h) < 1 for h in hidden_units):
+            raise ValueError("`out_units` and `hidden_units` must be positive integers, got "
+                             f"{out_units!r} and {hidden_units!r}.")
+        self.num_components = int(num_components)
+        self.out_units = int(out_units)
+        self.hidden_units = tuple(int(h) for h in hidden_units)
+        self.activation = activation
+        self._act = keras.activations.get(activation)
+        self.zero_init_output = bool(zero_init_output)
+
+    def build(self, input_shape):
+        sizes = [int(input_shape[-1]), *self.hidden_units, self.out_units]
+        self.kernels, self.biases = [], []
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            last = i == len(sizes) - 2
+            limit = float(np.sqrt(6.0 / (fan_in + fan_out)))
+            init = ("zeros" if last and self.zero_init_output
+                    else keras.initializers.RandomUniform(-limit, limit))
+            self.kernels.append(self.add_weight(
+                shape=(self.num_components, fan_in, fan_out), initializer=init,
+                name=f"kernel_{i}"))
+            self.biases.append(self.add_weight(
+                shape=(self.num_components, fan_out), initializer="zeros", name=f"bias_{i}"))
+        self.built = True
+
+    def call(self, a):
+        h = a
+        for i, (w, b) in enumerate(zip(self.kernels, self.biases)):
+            # [..., C|1, 1, in] @ [C, in, out] -> [..., C, 1, out]
+            h = tf.squeeze(tf.matmul(h[..., tf.newaxis, :], w), -2) + b
+            if i < len(self.kernels) - 1:
+                h = self._act(h)
+        return h
+
+    def call_component(self, a, c):
+        """Network ``c`` (a Python int) applied to rows ``a`` of shape ``[m, in]``."""
+        h = a
+        for i, (w, b) in enumerate(zip(self.kernels, self.biases)):
+            h = tf.matmul(h, w[c]) + b[c]
+            if i < len(self.kernels) - 1:
+                h = self._act(h)
+        return h
+
+    def set_from_mlps(self, mlps):
+        """Copies the weights of C built ``tfresflow.nets.mlp.MLP`` layers (same sizes)."""
+        if len(mlps) != self.num_components:
+            raise ValueError(f"Expected {self.num_components} MLPs, got {len(mlps)}.")
+        for i, (w, b) in enumerate(zip(self.kernels, self.biases)):
+            dense = [m.hidden_layers[i] if i < len(m.hidden_layers) else m.output_layer
+                     for m in mlps]
+            w.assign(np.stack([keras.ops.convert_to_numpy(d.kernel) for d in dense]))
+            b.assign(np.stack([keras.ops.convert_to_numpy(d.bias) for d in dense]))
+
+    def get_config(self):
+        return {**super().get_config(), "num_components": self.num_components,
+                "out_units": self.out_units, "hidden_units": list(self.hidden_units),
+                "activation": self.activation, "zero_init_output": self.zero_init_output}
+
+
+@register
+class BatchedAffineCoupling(AffineCoupling):
+    """C affine couplings (same mask and sizes, own conditioner weights) as one bijector.
+
+    Batch shape ``[C]`` (TFP convention): ``inverse`` maps data ``[..., C or 1, D]`` to latents
+    ``[..., C, D]``, applying coupling ``c`` to slice ``c``, with exact log-det ``[..., C]``
+    (equations of :class:`tfresflow.bijectors.AffineCoupling`). A
+    ``tfd.TransformedDistribution`` over a chain of these has batch shape ``[C]`` and serves as
+    the components of a batched :class:`BoostedFlow`. :meth:`forward_select` applies, per row,
+    only the selected coupling.
+    """
+
+    def __init__(self, num_components, event_size, hidden_units=(64, 64), mask="half",
+                 reverse=False, activation="tanh", log_scale_clamp=2.0, conditioner=None,
+                 validate_args=False, name=None):
+        name = unique_name(name, "batched_affine_coupling")
+        self.num_components = int(num_components)
+        if conditioner is None:
+            n_trans = int(event_size) - (int(event_size) // 2 if mask == "half"
+                                         else (int(event_size) + 1) // 2)
+            if mask != "half" and reverse:
+                n_trans = (int(event_size) + 1) // 2
+            elif mask == "half" and reverse:
+                n_trans = int(event_size) // 2
+            conditioner = BatchedMLP(self.num_components, 2 * max(n_trans, 1), hidden_units,
+                                     activation=activation, name=f"{name}_conditioner")
+        else:
+            conditioner = deserialize_layer(conditioner)
+        super().__init__(event_size, hidden_units=hidden_units, mask=mask, reverse=reverse,
+                         activation=activation, log_scale_clamp=log_scale_clamp,
+                         conditioner=conditioner, validate_args=validate_args, name=name)
+        if conditioner.out_units != 2 * len(self._trans_idx):
+            raise ValueError(f"{name}: conditioner must output {2 * len(self._trans_idx)} units, "
+                             f"got {conditioner.out_units}.")
+
+    def get_config(self):
+        return {**super().get_config(), "num_components": self.num_components}
+
+    def _batch_shape(self, x_event_ndims):
+        return tf.TensorShape([self.num_components])
+
+    def _batch_shape_tensor(self, x_event_ndims):
+        return tf.constant([self.num_components], tf.int32)
+
+    def _merge(self, a, b):
+        # ``a`` may carry a singleton component axis while ``b`` has C: broadcast first.
+        a = tf.broadcast_to(a, tf.concat([tf.shape(b)[:-1], tf.shape(a)[-1:]], 0))
+        return super()._merge(a, b)
+
+    def forward_select(self, z, component_ids):
+        """Sampling direction with coupling ``component_ids[n]`` applied to row ``z[n]``.
+
+        Args:
+          z: latents of shape ``[n, D]``.
+          component_ids: int32 ``[n]`` in ``[0, C)``.
+        """
+        rows = tf.dynamic_partition(tf.range(tf.shape(z)[0]), component_ids,
+                                    self.num_components)
+        c_clamp = self.log_scale_clamp
+        parts = []
+        for c in range(self.num_components):
+            a, b = self._split(tf.gather(z, rows[c]))
+            shift, raw = tf.split(self.conditioner.call_component(a, c), 2, axis=-1)
+            log_scale = c_clamp * tf.tanh(raw / c_clamp)
+            parts.append(self._merge(a, (b - shift) * tf.exp(-log_scale)))
+        return tf.dynamic_stitch(rows, parts)
+
+
+def _coupling_steps(model):
+    steps = leaves(model.bijector)
+    if not steps or not all(type(s) is AffineCoupling for s in steps):
+        raise ValueError(f"stack_coupling_flows needs flows made only of AffineCoupling steps; "
+                         f"{getattr(model, 'name', model)!r} has "
+                         f"{[type(s).__name__ for s in steps]}.")
+    return steps
+
+
+def stack_coupling_flows(models, name="stacked_coupling_flow"):
+    """Batched component distribution (batch shape ``[C]``) from C coupling flow models.
+
+    Every model must be a chain of :class:`AffineCoupling` steps with identical structure
+    (event size, masks, hidden sizes, activation, clamp) over a standard-normal base. The result
+    is ``tfd.TransformedDistribution(base, Chain([BatchedAffineCoupling, ...]))`` whose slice
+    ``c`` has the same density as ``models[c]`` (weights are copied).
+
+    Raises:
+      ValueError: for an empty list or models whose structures differ.
+    """
+    models = list(models)
+    if not models:
+        raise ValueError("`models` must contain at least one coupling flow.")
+    per_model = [_coupling_steps(m) for m in models]
+    ref = per_model[0]
+    for j, steps in enumerate(per_model[1:], 1):
+        same = len(steps) == len(ref) and all(
+            (s.event_size, s.mask, s.reverse, s.hidden_units, s.activation, s.log_scale_clamp)
+            == (r.event_size, r.mask, r.reverse, r.hidden_units, r.activation, r.log_scale_clamp)
+            for s, r in zip(steps, ref))
+        if not same or models[j].base_distribution_name != models[0].base_distribution_name:
+            raise ValueError(f"models[{j}] does not share the structure of models[0]; the "
+                             "batched form needs identical architectures.")
+    num = len(models)
+    batched = []
+    for i, r in enumerate(ref):
+        step = BatchedAffineCoupling(num, r.event_size, hidden_units=r.hidden_units,
+                                     mask=r.mask, reverse=r.reverse, activation=r.activation,
+                                     log_scale_clamp=r.log_scale_clamp,
+                                     name=f"{name}_step_{i}")
+        step.build([r.event_size])
+        step.conditioner.set_from_mlps([steps[i].conditioner for steps in per_model])
+        batched.append(step)
+    # ``leaves`` lists steps in data -> latent order, i.e. the reverse of Chain's list order.
+    chain = tfb.Chain(list(reversed(batched)), name=name)
+    return tfd.TransformedDistribution(models[0].base(), chain)
