@@ -30,5 +30,6 @@ from tfresflow import bijectors  # noqa: E402,F401
 from tfresflow import data  # noqa: E402,F401
 from tfresflow import models  # noqa: E402,F401
 from tfresflow import export  # noqa: E402,F401
+from tfresflow import evaluation  # noqa: E402,F401
 
 __version__ = "0.1.0"
