@@ -16,10 +16,10 @@ def load(name):
     return module
 
 
-@pytest.mark.parametrize("name, kwargs", [("keras_style", dict(epochs=3, n=4000)),
-                                          ("tfp_style", dict(epochs=3, n=4000))])
+@pytest.mark.parametrize("name, kwargs", [("keras_style", dict(epochs=8, n=8000)),
+                                          ("tfp_style", dict(epochs=8, n=8000))])
 def test_readme_example_beats_gaussian(name, kwargs):
     nll = load(name).main(**kwargs)
-    baseline = trf.evaluation.gaussian_baseline_nll(trf.data.sample("moons", 4000, seed=0),
+    baseline = trf.evaluation.gaussian_baseline_nll(trf.data.sample("moons", 8000, seed=0),
                                                     trf.data.sample("moons", 2000, seed=1))
-    assert nll < baseline - 0.05
+    assert nll < baseline - 0.2
