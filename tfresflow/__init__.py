@@ -26,6 +26,8 @@ if _keras.backend.backend() != "tensorflow":
         f"backend {_keras.backend.backend()!r}.")
 
 from tfresflow import random  # noqa: E402,F401
+from tfresflow import logdet  # noqa: E402,F401
+from tfresflow import activations, lipschitz  # noqa: E402,F401
 from tfresflow import bijectors  # noqa: E402,F401
 from tfresflow import data  # noqa: E402,F401
 from tfresflow import models  # noqa: E402,F401

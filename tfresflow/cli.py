@@ -66,6 +66,8 @@ def build_parser():
                        help="hidden widths, e.g. 64,64")
     train.add_argument("--flow-steps", type=_positive_int, default=None,
                        help="number of flow steps (blocks)")
+    train.add_argument("--components", type=_positive_int, default=None,
+                       help="mixture components of --model boosted (default 4)")
     train.add_argument("--option", type=_option, action="append", default=[],
                        metavar="KEY=VALUE", help="extra model option (repeatable)")
     train.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA)")
@@ -83,6 +85,9 @@ def build_parser():
     sample.add_argument("--n", type=_positive_int, default=1000)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", required=True, help=".npy file to write")
+
+    from tfresflow.cli_boosted import add_match_command
+    add_match_command(sub)
     return parser
 
 
@@ -123,11 +128,14 @@ def train(args):
     from tfresflow.export import export_saved_model
     from tfresflow.models import MODEL_BUILDERS, build_model
 
-    if args.model not in MODEL_BUILDERS:
+    if args.model not in MODEL_BUILDERS and args.model != "boosted":
         raise ValueError(f"Unknown --model {args.model!r}; choose one of {sorted(MODEL_BUILDERS)}.")
     out = args.out or os.path.join("runs", f"{args.model}-{os.path.basename(args.data)}")
     x_train, x_test = load_data(args.data, args.n_train, args.n_test, args.seed)
     io.ensure_writable_dir(out, "--out")
+    if args.model == "boosted":
+        from tfresflow.cli_boosted import train_boosted
+        return train_boosted(args, x_train, x_test, out)
     keras.utils.set_random_seed(args.seed)
     try:
         model = build_model(args.model, x_train.shape[1], **_model_options(args))
@@ -210,7 +218,12 @@ def sample(args):
     return samples
 
 
-COMMANDS = {"train": train, "evaluate": evaluate, "sample": sample}
+def match(args):
+    from tfresflow.cli_boosted import run_match
+    return run_match(args)
+
+
+COMMANDS = {"train": train, "evaluate": evaluate, "sample": sample, "match": match}
 
 
 def main(argv=None):

@@ -1,7 +1,18 @@
 """TFP bijectors whose parameters live in Keras 3 layers (TFP direction: inverse = density)."""
+from tfresflow.bijectors.actnorm import ActNorm
 from tfresflow.bijectors.base import KerasBijector  # noqa: F401
 from tfresflow.bijectors.coupling import AffineCoupling
+from tfresflow.bijectors.elementwise import SmoothLeakyReLU, TanhLinear
+from tfresflow.bijectors.relative_gradient import RelativeGradientLinear
+from tfresflow.bijectors.residual import ResidualBlock
+from tfresflow.bijectors.dense_block import DenseBlock
 from tfresflow.bijectors.serialization import (deserialize_bijector, register,  # noqa: F401
                                                serialize_bijector)
 
 register(AffineCoupling)
+register(ActNorm)
+register(ResidualBlock)
+register(DenseBlock)
+register(RelativeGradientLinear)
+register(SmoothLeakyReLU)
+register(TanhLinear)

@@ -55,13 +55,15 @@ def newton_inverse(fn, dfn, z, lo, hi, x0, xtol, max_iter, name="newton_inverse"
         lo = tf.where(f < 0, x, lo)
         hi = tf.where(f > 0, x, hi)
         step = f / dfn(x)
-        x_new = x - step
-        outside = (x_new <= lo) | (x_new >= hi)
-        x_new = tf.where(outside & (f != 0), 0.5 * (lo + hi), x_new)
+        x_newton = x - step
         scale = xtol * (1.0 + tf.abs(x))
-        now_done = ((tf.abs(step) <= scale) | (hi - lo <= scale) | (tf.abs(f) <= noise))
-        # A converged element keeps its final Newton update (it only improves x) and freezes.
-        x = tf.where(done, x, tf.where(f == 0, x, x_new))
+        now_done = (tf.abs(step) <= scale) | (hi - lo <= scale) | (tf.abs(f) <= noise)
+        # Far from the root a Newton step leaving the open bracket is replaced by bisection;
+        # a converging element keeps its last (tiny) Newton update and freezes.
+        outside = (x_newton <= lo) | (x_newton >= hi)
+        x_next = tf.where(now_done, tf.clip_by_value(x_newton, lo, hi),
+                          tf.where(outside, 0.5 * (lo + hi), x_newton))
+        x = tf.where(done, x, x_next)
         return i + 1, x, lo, hi, done | now_done
 
     def cond(i, x, lo, hi, done):

@@ -1,2 +1,5 @@
 """Data: 2-D toy densities (offline, generated) and loaders."""
 from tfresflow.data.toy import TOY_DENSITIES, dataset, sample, toy_names  # noqa: F401
+from tfresflow.data.energies import (ENERGIES, energy, energy_names, log_density,  # noqa: F401
+                                     log_normalizer)
+from tfresflow.data.digits import load_digits  # noqa: F401

@@ -38,8 +38,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import samplers
 
+from tfresflow import random as trf_random
 from tfresflow.bijectors.base import deserialize_layer, unique_name
-from tfresflow.bijectors.coupling import AffineCoupling
+from tfresflow.bijectors.coupling import AffineCoupling, coupling_partition
 from tfresflow.bijectors.serialization import ChainType, InvertType, leaves, register
 
 tfb = tfp.bijectors
@@ -68,32 +69,22 @@ def _component_log_prob(component, x, seed):
     return component.log_prob(x, seed=seed)
 
 
-def _component_sample(component, n, seed):
-    if isinstance(component, tfd.Distribution):
-        return component.sample(n, seed=seed)
-    return component.sample(n, seed=seed)
-
-
 def _check_weights(weights, num_components):
-    """Converts and statically checks the unnormalised mixture weights rho."""
-    if isinstance(weights, tf.Variable):
-        if weights.shape.rank != 1 or weights.shape[0] != num_components:
-            raise ValueError(f"`weights` must have shape [{num_components}] (one per component), "
-                             f"got {weights.shape}.")
-        return weights
-    try:
-        w = np.asarray(weights if not tf.is_tensor(weights) else tf.get_static_value(weights),
-                       dtype=np.float64)
-    except (TypeError, ValueError):
-        w = None
-    if w is None or w.dtype == object:
-        return tf.convert_to_tensor(weights, tf.float32)
-    if w.ndim != 1 or w.shape[0] != num_components:
+    """Converts the unnormalised mixture weights rho; checks them when statically known."""
+    if not isinstance(weights, tf.Variable):
+        weights = tf.convert_to_tensor(weights, tf.float32)
+    if weights.shape.rank != 1 or weights.shape[0] != num_components:
         raise ValueError(f"`weights` must have shape [{num_components}] (one per component), "
-                         f"got {list(w.shape)}.")
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+                         f"got {weights.shape}.")
+    w = None if isinstance(weights, tf.Variable) else tf.get_static_value(weights)
+    if w is not None and (not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0):
         raise ValueError(f"`weights` must be finite, non-negative and not all zero, got {w}.")
-    return tf.convert_to_tensor(weights, tf.float32)
+    return weights
+
+
+def _sanitize_seed(seed):
+    """A stateless int32 ``[2]`` seed (fresh random one for ``None``)."""
+    return samplers.sanitize_seed(None if seed is None else trf_random.as_seed(seed))
 
 
 # --------------------------------------------------------------------------- distribution
@@ -153,10 +144,10 @@ class BoostedFlow(tfd.Distribution):
                     raise ValueError(f"All components must share one event shape: components[0] "
                                      f"has {event}, components[{i}] has "
                                      f"{_component_event_shape(c)}.")
-            dtypes = {tf.as_dtype(getattr(c, "dtype", None) or tf.float32) for c in components
-                      if isinstance(c, tfd.Distribution)} | {tf.float32}
-            if len(dtypes) != 1:
-                raise ValueError(f"All components must have dtype float32, got {sorted(map(str, dtypes))}.")
+            for i, c in enumerate(components):
+                if isinstance(c, tfd.Distribution) and c.dtype != tf.float32:
+                    raise ValueError(f"Components must have dtype float32; components[{i}] has "
+                                     f"{c.dtype.name}.")
             num = len(components)
             dtype = tf.float32
             self._components = components
@@ -242,24 +233,24 @@ class BoostedFlow(tfd.Distribution):
     def _split(seed, n):
         if seed is None:
             return None
-        return tf.unstack(samplers.split_seed(samplers.sanitize_seed(seed), n=n))
+        return tf.unstack(samplers.split_seed(_sanitize_seed(seed), n=n))
 
     def sample_component_ids(self, n, seed=None):
         """``n`` i.i.d. component ids ``j ~ Categorical(weights)`` (int32 ``[n]``)."""
-        seed = samplers.sanitize_seed(seed)
+        seed = _sanitize_seed(seed)
         logits = tf.where(self.weights > 0, self.log_weights, tf.float32.min)
         ids = tf.random.stateless_categorical(logits[tf.newaxis], n, seed=seed)[0]
         return tf.cast(ids, tf.int32)
 
     def _sample_n(self, n, seed=None):
-        seed_ids, seed_comp = samplers.split_seed(samplers.sanitize_seed(seed), n=2)
+        seed_ids, seed_comp = samplers.split_seed(_sanitize_seed(seed), n=2)
         ids = self.sample_component_ids(n, seed=seed_ids)
         if self._batched:
             return self._sample_batched(n, ids, seed_comp)
         num = self._num_components
         rows = tf.dynamic_partition(tf.range(n), ids, num)
         seeds = samplers.split_seed(seed_comp, n=num)
-        parts = [_component_sample(c, tf.size(rows[i]), seeds[i])
+        parts = [c.sample(tf.size(rows[i]), seed=seeds[i])
                  for i, c in enumerate(self._components)]
         return tf.dynamic_stitch(rows, parts)
 
@@ -398,13 +389,8 @@ class BatchedAffineCoupling(AffineCoupling):
         name = unique_name(name, "batched_affine_coupling")
         self.num_components = int(num_components)
         if conditioner is None:
-            n_trans = int(event_size) - (int(event_size) // 2 if mask == "half"
-                                         else (int(event_size) + 1) // 2)
-            if mask != "half" and reverse:
-                n_trans = (int(event_size) + 1) // 2
-            elif mask == "half" and reverse:
-                n_trans = int(event_size) // 2
-            conditioner = BatchedMLP(self.num_components, 2 * max(n_trans, 1), hidden_units,
+            _, trans = coupling_partition(int(event_size), mask, reverse)
+            conditioner = BatchedMLP(self.num_components, 2 * len(trans), hidden_units,
                                      activation=activation, name=f"{name}_conditioner")
         else:
             conditioner = deserialize_layer(conditioner)
@@ -491,6 +477,6 @@ def stack_coupling_flows(models, name="stacked_coupling_flow"):
         step.build([r.event_size])
         step.conditioner.set_from_mlps([steps[i].conditioner for steps in per_model])
         batched.append(step)
-    # ``leaves`` lists steps in data -> latent order, i.e. the reverse of Chain's list order.
-    chain = tfb.Chain(list(reversed(batched)), name=name)
+    # ``leaves`` lists steps in Chain list order (data -> latent), so the order carries over.
+    chain = tfb.Chain(batched, name=name)
     return tfd.TransformedDistribution(models[0].base(), chain)

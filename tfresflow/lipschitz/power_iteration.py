@@ -23,9 +23,15 @@ which is why callers may run several restarts. On return the state satisfies
 ``sigma = <u, A v>`` exactly, so a layer can recompute ``sigma`` from the stored ``(u, v)`` with
 the live weights (the reference's ``compute_weight(update=False)``).
 
-Stopping rule (the adaptive scheme of Residual Flows, App. E): stop when the estimate grows by at
-most ``atol + rtol * sigma`` in one iteration, or after ``max_iterations``. Because the estimate
-only grows, a stop never hides a decrease; float round-off (a negative change) also stops.
+Stopping rule (the adaptive scheme of Residual Flows, App. E, made stricter): with
+``delta_k = sigma_k - sigma_{k-1}`` and ``r = delta_k / delta_{k-1}`` (capped at 0.99), the
+power method converges geometrically, so the distance still to go is about
+``delta_k r / (1 - r)`` (Aitken; ``r = 0.99`` when the previous step is unknown or was not an
+increase). Stop when ``max(delta_k, delta_k r / (1 - r)) <= atol +
+rtol * sigma``, or after ``max_iterations``. Stopping on ``delta_k`` alone (the reference rule)
+under-estimates badly when the top singular values are close (slow convergence, small steps):
+for 128 x 128 Gaussian matrices from random starts its relative error reached 7e-4 at
+``rtol = 1e-5``, the extrapolated rule's 6e-5. A round-off decrease (``delta_k <= 0``) stops.
 """
 import collections
 import math
@@ -111,6 +117,39 @@ def power_iteration_step(matvec, rmatvec, v, domain=2.0, codomain=2.0):
     return u, v_new
 
 
+def _iterate(step, state, sigma, n_iterations, max_iterations, atol, rtol):
+    """Runs ``state, sigma = step(state)`` under the stopping rule of the module docstring.
+
+    ``sigma`` may have a leading restart axis (every restart must satisfy the rule).
+    Returns ``(iterations, state, sigma)``.
+    """
+    dtype = sigma.dtype
+    fixed = n_iterations is not None
+    limit = tf.cast(n_iterations if fixed else max_iterations, tf.int32)
+    atol = tf.cast(atol, dtype)
+    rtol = tf.cast(rtol, dtype)
+
+    def cond(k, state, sigma, delta, prev_delta):
+        known = tf.logical_and(tf.math.is_finite(prev_delta), prev_delta > 0)
+        # Unknown ratio (first step, or a round-off step before): assume slow convergence.
+        ratio = tf.where(known, tf.clip_by_value(delta / tf.where(known, prev_delta, 1.0),
+                                                 0.0, 0.99), 0.99)
+        remaining = tf.where(tf.math.is_finite(delta),
+                             tf.maximum(delta, delta * ratio / (1.0 - ratio)), delta)
+        keep_going = tf.logical_or(
+            tf.constant(fixed), tf.reduce_any(remaining > atol + rtol * sigma))
+        return tf.logical_and(k < limit, keep_going)
+
+    def body(k, state, sigma, delta, prev_delta):
+        state, sigma_new = step(state)
+        return k + 1, state, sigma_new, sigma_new - sigma, delta
+
+    k0 = tf.constant(0, tf.int32)
+    inf = tf.fill(tf.shape(sigma), tf.constant(float("inf"), dtype))
+    k, state, sigma, _, _ = tf.while_loop(cond, body, (k0, state, sigma, inf, inf))
+    return k, state, sigma
+
+
 def power_iteration(matvec, rmatvec, v0, domain=2.0, codomain=2.0, n_iterations=None,
                     max_iterations=200, atol=1e-6, rtol=1e-5):
     """Estimates ``||A||_{domain -> codomain}`` from the starting vectors ``v0``.
@@ -124,7 +163,7 @@ def power_iteration(matvec, rmatvec, v0, domain=2.0, codomain=2.0, n_iterations=
         (1, inf) (learnable orders).
       n_iterations: if given (int or int tensor > 0), run exactly that many iterations;
         otherwise stop adaptively (``atol``, ``rtol``) after at most ``max_iterations``.
-      max_iterations, atol, rtol: adaptive stopping rule, see the module docstring.
+      max_iterations, atol, rtol: the adaptive stopping rule of the module docstring.
 
     Returns:
       A :class:`PowerIterationResult`; ``sigma[k] = <u[k], A v[k]>`` is a lower bound of the
@@ -132,37 +171,68 @@ def power_iteration(matvec, rmatvec, v0, domain=2.0, codomain=2.0, n_iterations=
     """
     v = v0 / tf.maximum(lp_norm(v0, domain), 1e-30)[:, None]      # ||v||_p = 1
     y = matvec(v)
-    sigma = lp_norm(y, codomain)
-    dtype = sigma.dtype
-    if n_iterations is not None:
-        fixed = True
-        limit = tf.cast(n_iterations, tf.int32)
-    else:
-        fixed = False
-        limit = tf.cast(max_iterations, tf.int32)
-    atol = tf.cast(atol, dtype)
-    rtol = tf.cast(rtol, dtype)
 
-    def cond(k, v, y, sigma, delta):
-        keep_going = tf.logical_or(
-            tf.constant(fixed), tf.reduce_any(delta > atol + rtol * sigma))
-        return tf.logical_and(k < limit, keep_going)
-
-    def body(k, v, y, sigma, delta):
-        u = dual_vector(y, codomain)
-        v_new = dual_vector(rmatvec(u), dual_order(domain))
+    def step(state):
+        _, y = state
+        v_new = dual_vector(rmatvec(dual_vector(y, codomain)), dual_order(domain))
         y_new = matvec(v_new)
-        sigma_new = lp_norm(y_new, codomain)
-        return k + 1, v_new, y_new, sigma_new, sigma_new - sigma
+        return (v_new, y_new), lp_norm(y_new, codomain)
 
-    k0 = tf.constant(0, tf.int32)
-    delta0 = tf.fill(tf.shape(sigma), tf.constant(float("inf"), dtype))
-    k, v, y, sigma, _ = tf.while_loop(
-        cond, body, (k0, v, y, sigma, delta0),
-        shape_invariants=(k0.shape, v.shape, y.shape, sigma.shape, delta0.shape))
+    k, (v, y), _ = _iterate(step, (v, y), lp_norm(y, codomain), n_iterations,
+                            max_iterations, atol, rtol)
     u = dual_vector(y, codomain)
     sigma = tf.reduce_sum(u * y, axis=-1)      # = ||A v||_q, now exactly <u, A v>
     return PowerIterationResult(u=u, v=v, sigma=sigma, iterations=k)
+
+
+def _orthonormal_rows(x):
+    """Rows spanning the same space as the rows of ``x`` [k, n], orthonormal (thin QR)."""
+    q, _ = tf.linalg.qr(tf.transpose(x))
+    return tf.transpose(q)
+
+
+def _ritz_state(block, matvec):
+    """``(V, Y, U, sigma)`` for the row space of ``block``: ``V`` orthonormal rows,
+    ``Y = A V``, ``U`` = orthonormal rows of ``Y`` and ``sigma`` the largest singular value of
+    the Rayleigh-Ritz matrix ``B = U A V^T = U Y^T`` (k x k), a lower bound of ``||A||_2``."""
+    v = _orthonormal_rows(block)
+    y = matvec(v)
+    u = _orthonormal_rows(y)
+    sigma = tf.linalg.svd(tf.matmul(u, y, transpose_b=True), compute_uv=False)[0]
+    return (v, y, u), sigma
+
+
+def subspace_iteration(matvec, rmatvec, v_block, n_iterations=None, max_iterations=200,
+                       atol=1e-6, rtol=1e-5):
+    """Top singular triple of ``A`` by block power (subspace) iteration with Rayleigh-Ritz.
+
+    Iterates ``V <- orth(A^T orth(A V))`` on a block of ``k`` vectors (Golub & Van Loan,
+    "orthogonal iteration"). The top Ritz value converges like ``(sigma_{k+1}/sigma_1)^2`` per
+    iteration instead of ``(sigma_2/sigma_1)^2``, and, more importantly for warm starts during
+    training, an optimizer step that swaps the top two singular values cannot trap the
+    estimate at the old top vector (a single warm-started vector sits at a saddle point of
+    the power method and stops at once with the *second* singular value). ``k = 1`` is the
+    classical power method. Two operator applications per iteration, as the power method.
+
+    Args:
+      v_block: [k, n_in] starting block (warm start: the previous block).
+      n_iterations, max_iterations, atol, rtol: as :func:`power_iteration`.
+
+    Returns:
+      ``(u [n_out], v_block [k, n_in], sigma [], iterations)``: ``v_block`` rotated onto the
+      Ritz vectors (row 0 = top right singular vector estimate ``v``), ``u`` the matching left
+      vector, and ``sigma = <u, A v>`` (a lower bound of the spectral norm).
+    """
+    def step(state):
+        _, _, u = state
+        return _ritz_state(rmatvec(u), matvec)
+
+    state, sigma0 = _ritz_state(v_block, matvec)
+    k, (v, y, u), _ = _iterate(step, state, sigma0, n_iterations, max_iterations, atol, rtol)
+    s, p, q = tf.linalg.svd(tf.matmul(u, y, transpose_b=True))     # B = p diag(s) q^T
+    u_top = tf.linalg.matvec(u, p[:, 0], transpose_a=True)
+    rotated = tf.matmul(q, v, transpose_a=True)      # rows: right Ritz vectors, best first
+    return u_top, rotated, s[0], k
 
 
 def best_restart(result):

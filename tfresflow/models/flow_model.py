@@ -9,6 +9,10 @@ and ``evaluate`` reports the negative log-likelihood in nats. For TFP compositio
 Keras owns every weight: the model tracks the Keras layers of every tfresflow bijector in the
 flow, so ``fit``, ``.keras`` saving and SavedModel export see all of them.
 
+Lipschitz-constrained steps (residual flows) need their power-iteration estimates refreshed
+after every optimiser step: ``fit`` and ``evaluate`` add a
+:class:`tfresflow.lipschitz.LipschitzUpdate` callback automatically when the flow has any.
+
 Randomness: stochastic log-dets and sampling draw stateless noise from a seed. Passing
 ``seed=`` makes a call reproducible; without it a per-model ``keras.random.SeedGenerator``
 supplies a fresh seed. Inside a ``tf.distribute`` strategy the replica id is folded into the
@@ -24,6 +28,7 @@ from tfresflow.bijectors.base import KerasBijector
 from tfresflow.bijectors.serialization import (ChainType, InvertType, deserialize_bijector,
                                                leaves, serialize_bijector)
 from tfresflow.distributions.base import make_base_distribution
+from tfresflow.lipschitz import LipschitzUpdate, find_lipschitz_layers
 from tfresflow.validation import check_samples
 
 tfb = tfp.bijectors
@@ -218,8 +223,18 @@ class FlowModel(keras.Model):
                 val = val[0]
             val = self._checked(val, "validation_data")
             kwargs["validation_data"] = (val,) if isinstance(val, np.ndarray) else val
+        kwargs["callbacks"] = self._with_lipschitz_update(kwargs.get("callbacks"))
         return super().fit(self._checked(x, "x"), **kwargs)
 
     def evaluate(self, x=None, y=None, **kwargs):
         """Mean negative log-likelihood (nats) on ``x``, reported as ``loss``."""
+        kwargs["callbacks"] = self._with_lipschitz_update(kwargs.get("callbacks"))
         return super().evaluate(self._checked(x, "x"), y, **kwargs)
+
+    def _with_lipschitz_update(self, callbacks):
+        """Adds :class:`LipschitzUpdate` when the flow has Lipschitz layers (once)."""
+        callbacks = list(callbacks or [])
+        if find_lipschitz_layers(self.flow_layers) and not any(
+                isinstance(c, LipschitzUpdate) for c in callbacks):
+            callbacks.append(LipschitzUpdate())
+        return callbacks

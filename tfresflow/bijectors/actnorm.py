@@ -1,0 +1,152 @@
+"""Activation normalisation with data-dependent initialisation (Kingma & Dhariwal, 2018, Glow).
+
+Per channel ``c`` (the last axis), density direction (TFP ``inverse``, data -> latent):
+
+    z = x * exp(s_c) + b_c,     log |det dz/dx| = (prod of the other event dims) * sum_c s_c,
+
+and the sampling direction ``x = (z - b_c) * exp(-s_c)``; the log-det is exact. Residual Flows
+puts an ActNorm after every residual block (Chen et al., 2019, Appendix E).
+
+Initialisation: the first batch seen in the density direction sets
+``s_c = -log(std_c)``, ``b_c = -mean_c / std_c`` (``std_c = sqrt(var_c + epsilon)``), so that batch
+leaves with zero mean and unit variance per channel. Under a ``tf.distribute`` strategy the
+moments are all-reduced over the replicas, so every replica initialises to the same values. In
+graph mode the initialisation is branch-free (``where(initialized, current, new)`` assigned every
+call) because a cross-replica synchronisation inside ``tf.cond`` is not allowed. An explicit
+:meth:`ActNorm.initialize` is also available. The ``initialized`` flag is a (non-trainable) Keras
+weight, so a saved and reloaded model is not re-initialised.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfresflow.bijectors.base import KerasBijector, unique_name
+
+
+@keras.saving.register_keras_serializable(package="tfresflow")
+class ActNormParameters(keras.layers.Layer):
+    """The Keras weights of an :class:`ActNorm`: ``log_scale``, ``shift``, ``initialized``."""
+
+    def __init__(self, channels, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        if int(channels) < 1:
+            raise ValueError(f"`channels` must be a positive integer, got {channels!r}.")
+        if not epsilon > 0.0:
+            raise ValueError(f"`epsilon` must be > 0, got {epsilon!r}.")
+        self.channels = int(channels)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        # aggregation="mean": every replica assigns the same all-reduced values.
+        self.log_scale = self.add_weight(shape=(self.channels,), initializer="zeros",
+                                         name="log_scale", aggregation="mean")
+        self.shift = self.add_weight(shape=(self.channels,), initializer="zeros", name="shift",
+                                     aggregation="mean")
+        self.initialized = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                           name="initialized", aggregation="mean")
+        self.built = True
+
+    def call(self, x):
+        return x * tf.exp(self.log_scale) + self.shift
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "epsilon": self.epsilon}
+
+    def moments_init(self, x):
+        """``(log_scale, shift)`` that standardise ``x`` per channel (replica-consistent)."""
+        x = tf.stop_gradient(tf.cast(x, tf.float32))
+        flat = tf.reshape(x, [-1, self.channels])
+        stats = tf.stack([tf.reduce_sum(flat, 0), tf.reduce_sum(tf.square(flat), 0),
+                          tf.fill([self.channels], tf.cast(tf.shape(flat)[0], tf.float32))])
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:
+            stats = ctx.all_reduce(tf.distribute.ReduceOp.SUM, stats)
+        total, total_sq, count = tf.unstack(stats)
+        mean = total / count
+        var = tf.maximum(total_sq / count - tf.square(mean), 0.0)
+        log_scale = -0.5 * tf.math.log(var + self.epsilon)
+        return log_scale, -mean * tf.exp(log_scale)
+
+    def initialize(self, x):
+        """Sets the weights from the batch ``x`` and marks the layer initialised."""
+        log_scale, shift = self.moments_init(x)
+        self.log_scale.assign(log_scale)
+        self.shift.assign(shift)
+        self.initialized.assign(1.0)
+
+    def initialize_once(self, x):
+        """Initialises from ``x`` unless already initialised (graph-safe, replica-safe)."""
+        ctx = tf.distribute.get_replica_context()
+        single = ctx is None or ctx.num_replicas_in_sync == 1
+        if tf.executing_eagerly() and single:
+            if float(self.initialized.numpy()) == 0.0:
+                self.initialize(x)
+            return
+        done = self.initialized > 0.5
+        log_scale, shift = self.moments_init(x)
+        self.log_scale.assign(tf.where(done, self.log_scale, log_scale))
+        self.shift.assign(tf.where(done, self.shift, shift))
+        self.initialized.assign(tf.ones_like(self.initialized))
+
+
+class ActNorm(KerasBijector):
+    """Per-channel affine normalisation with data-dependent initialisation; exact log-det.
+
+    Args:
+      event_shape: shape of one example (channels on the last axis), e.g. ``[2]`` or
+        ``[32, 32, 3]``.
+      epsilon: added to the variance at initialisation.
+      name: unique step name.
+    """
+
+    def __init__(self, event_shape, epsilon=1e-6, validate_args=False, name=None):
+        parameters = dict(locals())
+        name = unique_name(name, "actnorm")
+        shape = [int(d) for d in np.atleast_1d(event_shape)]
+        if not shape or any(d < 1 for d in shape):
+            raise ValueError(f"`event_shape` must be a non-empty list of positive sizes, got "
+                             f"{event_shape!r}.")
+        self.event_shape = shape
+        self.epsilon = float(epsilon)
+        self.parameters_layer = ActNormParameters(shape[-1], epsilon=epsilon,
+                                                  name=f"{name}_params")
+        parameters.update(name=name, parameters_layer=self.parameters_layer)
+        super().__init__(parameters=parameters, name=name, event_ndims=len(shape),
+                         validate_args=validate_args)
+
+    def keras_layers(self):
+        return [self.parameters_layer]
+
+    def build(self, event_shape):
+        if [int(d) for d in event_shape] != self.event_shape:
+            raise ValueError(f"{self.name}: expected event shape {self.event_shape}, got "
+                             f"{list(event_shape)}.")
+        self.parameters_layer.build((None, *self.event_shape))
+
+    def get_config(self):
+        return dict(event_shape=list(self.event_shape), epsilon=self.epsilon, name=self.name)
+
+    def initialize(self, x):
+        """Data-dependent initialisation from the batch ``x`` (overwrites current weights)."""
+        self.parameters_layer.build()
+        self.parameters_layer.initialize(tf.convert_to_tensor(x, tf.float32))
+
+    def _spatial_size(self):
+        return float(np.prod(self.event_shape[:-1])) if len(self.event_shape) > 1 else 1.0
+
+    def _log_det(self, x):
+        params = self.parameters_layer
+        ld = self._spatial_size() * tf.reduce_sum(params.log_scale)
+        batch_shape = tf.shape(x)[:tf.rank(x) - len(self.event_shape)]
+        return tf.fill(batch_shape, ld)
+
+    def _data_to_latent(self, x, training, seed):
+        params = self.parameters_layer
+        params.initialize_once(x)
+        return params(x), self._log_det(x)
+
+    def _latent_to_data(self, z, training, seed):
+        params = self.parameters_layer
+        return (z - params.shift) * tf.exp(-params.log_scale)

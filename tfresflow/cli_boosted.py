@@ -1,0 +1,254 @@
+"""Command-line pieces for gradient boosted flows (called by :mod:`tfresflow.cli`).
+
+* ``tfresflow train --model boosted --components C --flow-steps K ...`` ->
+  :func:`train_boosted`: C coupling components of K steps, boosted stage by stage on data.
+  ``--steps`` counts optimiser steps *per stage*. Extra settings via ``--option KEY=VALUE``:
+  ``regularization``, ``density_objective`` (``boosting`` | ``mixture``),
+  ``finetune_passes``, ``finetune_steps``, ``max_weight``, ``rho_step_size``.
+* ``tfresflow match --energy U1 ...`` -> :func:`run_match`: density matching of a Rezende &
+  Mohamed energy by reverse KL.
+
+Both write to ``--out`` (atomically): ``metrics.json`` (with the per-stage history), one
+``stage_XX_density.png`` per stage, ``density.png``, ``samples.png`` and a checkpoint per stage
+under ``checkpoints/`` (the last one is the trained model).
+
+This module imports TensorFlow lazily so ``tfresflow --help`` stays fast.
+"""
+import argparse
+import os
+import time
+
+import numpy as np
+
+DEFAULT_COMPONENTS = 4
+DEFAULT_FLOW_STEPS = 2
+DEFAULT_HIDDEN = (64, 64)
+
+#: ``--option`` keys accepted by ``train --model boosted`` -> trainer keyword / converter.
+TRAIN_OPTIONS = {"regularization": float, "density_objective": str, "finetune_passes": int,
+                 "finetune_steps": int, "max_weight": float, "rho_step_size": float}
+
+
+def _stage_title(record):
+    what = "boost" if record["phase"] == "boost" else "GBF+ fine-tune"
+    return f"stage {record['stage']}: {what} component {record['component'] + 1}, " \
+           f"rho={record['rho']:.3f}"
+
+
+def _stage_figure_writer(out_dir, limits, log_prob_fn_of):
+    """``on_stage_end`` callback writing the mixture density after each stage."""
+    from tfresflow import plotting
+
+    def on_stage_end(trainer, record):
+        mix = trainer.mixture()
+        plotting.save_density(os.path.join(out_dir, f"stage_{record['stage']:02d}_density.png"),
+                              log_prob_fn_of(mix), limits, title=_stage_title(record))
+    return on_stage_end
+
+
+def _trainer_options(args):
+    opts = dict(getattr(args, "option", None) or [])
+    unknown = sorted(set(opts) - set(TRAIN_OPTIONS))
+    if unknown:
+        raise ValueError(f"Unknown --option for --model boosted: {unknown}; accepted: "
+                         f"{sorted(TRAIN_OPTIONS)}.")
+    try:
+        return {k: TRAIN_OPTIONS[k](v) for k, v in opts.items()}
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"Bad --option value for --model boosted: {err}") from None
+
+
+def _architecture(args):
+    components = getattr(args, "components", None) or DEFAULT_COMPONENTS
+    flow_steps = getattr(args, "flow_steps", None) or DEFAULT_FLOW_STEPS
+    hidden = tuple(getattr(args, "hidden", None) or DEFAULT_HIDDEN)
+    return int(components), int(flow_steps), hidden
+
+
+def train_boosted(args, x_train, x_test, out_dir):
+    """Trains a boosted coupling flow on ``x_train``; writes results to ``out_dir``.
+
+    Reads ``args.components``, ``args.flow_steps``, ``args.hidden``, ``args.steps`` (per
+    stage), ``args.batch_size``, ``args.lr``, ``args.seed``, ``args.quiet``, ``args.data`` and
+    ``args.option`` (see the module docstring). Returns the metrics dict.
+    """
+    import keras
+
+    from tfresflow import evaluation, io, plotting
+    from tfresflow.models.boosting import BoostedFlowTrainer, boosted_coupling_components
+
+    io.ensure_writable_dir(out_dir, "--out")
+    keras.utils.set_random_seed(args.seed)
+    num, flow_steps, hidden = _architecture(args)
+    opts = _trainer_options(args)
+    finetune_passes = opts.pop("finetune_passes", 0)
+    finetune_steps = opts.pop("finetune_steps", None)
+    dim = x_train.shape[1]
+    comps = boosted_coupling_components(num, dim, flow_steps=flow_steps, hidden_units=hidden,
+                                        seed=args.seed)
+    trainer = BoostedFlowTrainer(comps, objective="density", learning_rate=args.lr,
+                                 batch_size=args.batch_size, seed=args.seed,
+                                 verbose=0 if getattr(args, "quiet", False) else 1, **opts)
+    params = int(sum(c.count_params() for c in comps))
+    print(f"training boosted flow on {getattr(args, 'data', 'data')}: {num} components x "
+          f"{flow_steps} coupling steps, {params} parameters, {args.steps} steps per stage, "
+          f"{finetune_passes} GBF+ pass(es)")
+    callback = None
+    if dim == 2:
+        limits = plotting.plot_limits(x_test)
+        callback = _stage_figure_writer(
+            out_dir, limits, lambda mix: (lambda p: mix.log_prob(p, seed=[args.seed, 7]).numpy()))
+    start = time.time()
+    history = trainer.fit(x_train, steps_per_component=args.steps,
+                          finetune_steps=finetune_steps, finetune_passes=finetune_passes,
+                          validation_data=x_test, checkpoint_dir=os.path.join(out_dir,
+                                                                              "checkpoints"),
+                          on_stage_end=callback)
+    train_seconds = time.time() - start
+    mix = trainer.mixture()
+    train_nll, train_se = evaluation.nll_with_stderr(mix, x_train[:len(x_test)], seed=args.seed)
+    test_nll, test_se = evaluation.nll_with_stderr(mix, x_test, seed=args.seed + 1)
+    metrics = {
+        "model": "boosted", "data": getattr(args, "data", None), "components": num,
+        "flow_steps": flow_steps, "hidden_units": list(hidden),
+        "steps_per_stage": args.steps, "finetune_passes": finetune_passes,
+        "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
+        "trainer_options": opts, "parameters": params,
+        "train_nll": train_nll, "train_nll_stderr": train_se,
+        "test_nll": test_nll, "test_nll_stderr": test_se,
+        "gaussian_baseline_test_nll": evaluation.gaussian_baseline_nll(x_train, x_test),
+        "weights": [float(w) for w in trainer.weights], "history": history,
+        "train_seconds": train_seconds,
+    }
+    print(f"train NLL {train_nll:.4f} ± {train_se:.4f} nats | test NLL {test_nll:.4f} ± "
+          f"{test_se:.4f} nats | weights {np.round(trainer.weights, 3).tolist()}")
+    if dim == 2:
+        plotting.save_density(os.path.join(out_dir, "density.png"),
+                              lambda p: mix.log_prob(p, seed=[args.seed, 7]).numpy(), limits,
+                              title=f"boosted ({num}x{flow_steps}) on {metrics['data']}")
+        samples = mix.sample(len(x_test), seed=args.seed).numpy()
+        plotting.save_samples(os.path.join(out_dir, "samples.png"), x_test, samples, limits)
+    io.write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    print(f"wrote {out_dir}/metrics.json, checkpoints/"
+          + (", density.png, samples.png, stage_XX_density.png" if dim == 2 else ""))
+    return metrics
+
+
+# --------------------------------------------------------------------------- match
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def add_match_command(subparsers):
+    """Adds ``match`` (density matching of an energy U1-U4) to an argparse subparsers object."""
+    from tfresflow.cli import _int_list, _positive_int
+
+    match = subparsers.add_parser(
+        "match", help="fit a boosted flow to an unnormalised 2-D energy (U1-U4) by reverse KL")
+    match.add_argument("--energy", required=True, help="target energy: U1, U2, U3 or U4")
+    match.add_argument("--components", type=_positive_int, default=2)
+    match.add_argument("--flow-steps", type=_positive_int, default=4,
+                       help="coupling steps per component")
+    match.add_argument("--hidden", type=_int_list, default=DEFAULT_HIDDEN,
+                       help="conditioner hidden widths, e.g. 64,64")
+    match.add_argument("--steps", type=_positive_int, default=2000,
+                       help="optimiser steps per stage")
+    match.add_argument("--finetune-passes", type=_non_negative_int, default=0,
+                       help="GBF+ fine-tuning passes over all components")
+    match.add_argument("--batch-size", type=_positive_int, default=256,
+                       help="samples per step")
+    match.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    match.add_argument("--regularization", type=float, default=1.0,
+                       help="entropy weight lambda of the boosting objective (eq. 11)")
+    match.add_argument("--floor", type=float, default=-10.0,
+                       help="floor on log G of the fixed mixture (use 'nan' for none)")
+    match.add_argument("--box", type=float, default=4.0,
+                       help="half-width of the soft box (z1/a)^8 added to U (<= 0: none; U2-U4 "
+                            "are not integrable without it)")
+    match.add_argument("--seed", type=int, default=0)
+    match.add_argument("--out", default=None, help="output directory (default runs/match-ENERGY)")
+    match.add_argument("--quiet", action="store_true", help="no progress bar")
+    return match
+
+
+def _target_samples(log_density, limits, n, seed, resolution=400):
+    """``n`` approximate draws from ``exp(log_density)`` by sampling grid cells (figures only)."""
+    (x0, x1), (y0, y1) = limits
+    xs, ys = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
+    pts = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2).astype(np.float32)
+    logp = np.asarray(log_density(pts), np.float64)
+    p = np.exp(logp - logp.max())
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(pts), size=n, p=p / p.sum())
+    cell = np.array([xs[1] - xs[0], ys[1] - ys[0]])
+    return pts[idx] + (rng.uniform(size=(n, 2)) - 0.5) * cell
+
+
+def run_match(args):
+    """Runs ``tfresflow match``; returns the metrics dict."""
+    import keras
+
+    from tfresflow import data, io, plotting
+    from tfresflow.models.boosting import BoostedFlowTrainer, boosted_coupling_components
+
+    box = args.box if args.box is not None and args.box > 0 else None
+    floor = None if args.floor is None or np.isnan(args.floor) else args.floor
+    target = data.log_density(args.energy, box=box)  # raises for an unknown name
+    name = args.energy.upper()
+    out_dir = args.out or os.path.join("runs", f"match-{name}")
+    io.ensure_writable_dir(out_dir, "--out")
+    keras.utils.set_random_seed(args.seed)
+    comps = boosted_coupling_components(args.components, 2, flow_steps=args.flow_steps,
+                                        hidden_units=args.hidden, seed=args.seed)
+    trainer = BoostedFlowTrainer(comps, objective="matching", target_log_prob=target,
+                                 regularization=args.regularization, learning_rate=args.lr,
+                                 batch_size=args.batch_size, log_mixture_floor=floor,
+                                 seed=args.seed, verbose=0 if args.quiet else 1)
+    params = int(sum(c.count_params() for c in comps))
+    log_z = data.log_normalizer(name, box=box) if box is not None or name == "U1" else None
+    print(f"matching {name}: {args.components} components x {args.flow_steps} coupling steps, "
+          f"{params} parameters, {args.steps} steps per stage")
+    limits = [(-4.0, 4.0), (-4.0, 4.0)]
+    plotting.save_density(os.path.join(out_dir, "target.png"), lambda p: target(p).numpy(),
+                          limits, title=f"target exp(-{name})")
+    callback = _stage_figure_writer(out_dir, limits,
+                                    lambda mix: (lambda p: mix.log_prob(p).numpy()))
+    start = time.time()
+    history = trainer.fit(steps_per_component=args.steps, finetune_passes=args.finetune_passes,
+                          checkpoint_dir=os.path.join(out_dir, "checkpoints"),
+                          on_stage_end=callback)
+    seconds = time.time() - start
+    final = trainer.matching_metrics(n=20000, seed=10 ** 5)
+    metrics = {"energy": name, "box": box, "log_mixture_floor": floor,
+               "components": args.components, "flow_steps": args.flow_steps,
+               "hidden_units": list(args.hidden), "steps_per_stage": args.steps,
+               "finetune_passes": args.finetune_passes, "regularization": args.regularization,
+               "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
+               "parameters": params, "log_normalizer_grid": log_z, **final,
+               "weights": [float(w) for w in trainer.weights], "history": history,
+               "train_seconds": seconds}
+    if log_z is not None:
+        metrics["reverse_kl"] = final["kl_minus_log_z"] + log_z
+        for record in history:
+            record["reverse_kl"] = record["kl_minus_log_z"] + log_z
+    mix = trainer.mixture()
+    plotting.save_density(os.path.join(out_dir, "density.png"),
+                          lambda p: mix.log_prob(p).numpy(), limits,
+                          title=f"boosted ({args.components}x{args.flow_steps}) for {name}")
+    n = 20000
+    ref = _target_samples(lambda p: target(p).numpy(), limits, n, args.seed)
+    plotting.save_samples(os.path.join(out_dir, "samples.png"), ref,
+                          mix.sample(n, seed=args.seed).numpy(), limits,
+                          title=f"target (grid draws) vs boosted flow samples, {name}")
+    io.write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    kl = f"KL(G||p) {metrics['reverse_kl']:.4f} nats" if log_z is not None else \
+        f"E[log G - log p~] {final['kl_minus_log_z']:.4f}"
+    print(f"{name}: {kl}, ESS fraction {final['ess_fraction']:.3f}, weights "
+          f"{np.round(trainer.weights, 3).tolist()}; wrote {out_dir}/")
+    return metrics
