@@ -36,12 +36,33 @@ def lipschitz_upper_bound(net):
                           for layer in net.layers if hasattr(layer, "kernel")]))
 
 
-def contractive_mlp(dim, lipschitz=0.7, hidden=(16,), activation="tanh", seed=0):
-    """A built Keras MLP ``dim -> hidden -> dim`` with ``Lip <= lipschitz`` (SVD rescaling)."""
+@keras.saving.register_keras_serializable(package="tfresflow_tests")
+class SpectralNormCap(keras.constraints.Constraint):
+    """Kernel constraint ``W <- W * min(1, cap / ||W||_2)`` (exact SVD), applied by Keras
+    optimizers after every update, so trained test nets stay contractive."""
+
+    def __init__(self, cap):
+        self.cap = float(cap)
+
+    def __call__(self, w):
+        sigma = tf.linalg.svd(w, compute_uv=False)[0]
+        return w * tf.minimum(1.0, self.cap / sigma)
+
+    def get_config(self):
+        return {"cap": self.cap}
+
+
+def contractive_mlp(dim, lipschitz=0.7, hidden=(16,), activation="tanh", seed=0,
+                    constrain=False):
+    """A built Keras MLP ``dim -> hidden -> dim`` with ``Lip <= lipschitz`` (SVD rescaling);
+    ``constrain=True`` keeps the bound during training (:class:`SpectralNormCap`)."""
     rng = np.random.default_rng(seed)
+    cap = lipschitz ** (1.0 / (len(hidden) + 1))
+    constraint = (lambda: SpectralNormCap(cap)) if constrain else (lambda: None)
     layers = [keras.Input((dim,))]
-    layers += [keras.layers.Dense(h, activation=activation) for h in hidden]
-    layers.append(keras.layers.Dense(dim))
+    layers += [keras.layers.Dense(h, activation=activation, kernel_constraint=constraint())
+               for h in hidden]
+    layers.append(keras.layers.Dense(dim, kernel_constraint=constraint()))
     net = keras.Sequential(layers)
     for layer in net.layers:
         layer.kernel.assign(rng.normal(size=layer.kernel.shape).astype(np.float32))

@@ -6,7 +6,7 @@ import tensorflow_probability as tfp
 
 import tfresflow as trf
 from tfresflow.distributions import BatchedAffineCoupling, BoostedFlow, stack_coupling_flows
-from tfresflow.distributions.boosted import forward_select
+from tfresflow.distributions.boosted import _supports_selection, forward_select
 
 tfd = tfp.distributions
 
@@ -29,10 +29,15 @@ def np_gauss_logpdf(x, loc, scale):
     return np.sum(-0.5 * ((x - loc) / scale) ** 2 - np.log(scale) - 0.5 * np.log(2 * np.pi), -1)
 
 
-def random_coupling_models(num, steps=2, hidden=(8, 8), seed=0):
+def random_coupling_models(num, steps=2, hidden=(8, 8), seed=0, alternate=False):
+    """Coupling flows with random weights; ``alternate``: per-component mask offsets."""
     rng = np.random.default_rng(seed)
-    models = [trf.models.build_model("coupling", 2, n_steps=steps, hidden_units=hidden, seed=i)
-              for i in range(num)]
+    if alternate:
+        models = trf.models.boosted_coupling_components(num, 2, flow_steps=steps,
+                                                        hidden_units=hidden)
+    else:
+        models = [trf.models.build_model("coupling", 2, n_steps=steps, hidden_units=hidden,
+                                         seed=i) for i in range(num)]
     for m in models:  # non-trivial weights (the zero-initialised output makes an identity)
         for v in m.trainable_variables:
             v.assign(rng.normal(size=v.shape).astype(np.float32) * 0.5)
@@ -154,7 +159,11 @@ def test_zero_weight_component_is_never_sampled_and_gradients_reach_weights():
     data = tf.constant(LOCS[[0, 2, 3]], tf.float32)
     with tf.GradientTape() as tape:
         nll = -tf.reduce_mean(mix.log_prob(data))
-    assert np.all(np.isfinite(tape.gradient(nll, rho).numpy()))
+    # d/drho_k of -mean log(sum_c rho_c g_c / sum_c rho_c) = -mean(g_k / sum rho g) + 1/sum rho
+    dens = np.exp(np.stack([np_gauss_logpdf(LOCS[[0, 2, 3]], l, s)
+                            for l, s in zip(LOCS, SCALES)], -1))
+    expected = -np.mean(dens / (dens @ np.array([1.0, 0.0, 1.0, 1.0]))[:, None], 0) + 1 / 3
+    np.testing.assert_allclose(tape.gradient(nll, rho).numpy(), expected, rtol=1e-4, atol=1e-6)
     rho.assign([1.0, 1.0, 1.0, 1.0])  # a Variable is read at call time
     np.testing.assert_allclose(mix.weights.numpy(), 0.25)
 
@@ -169,8 +178,9 @@ def test_gradients_reach_flow_model_components():
     assert all(g is not None and np.any(g.numpy() != 0) for g in grads)
 
 
-def test_batched_form_equals_list_form():
-    models = random_coupling_models(3, steps=3)
+@pytest.mark.parametrize("alternate", [False, True])
+def test_batched_form_equals_list_form(alternate):
+    models = random_coupling_models(3, steps=3, alternate=alternate)
     x = np.random.default_rng(2).normal(size=(64, 2)).astype(np.float32) * 2
     batched = stack_coupling_flows(models)
     assert batched.batch_shape == [3] and batched.event_shape == [2]
@@ -182,6 +192,7 @@ def test_batched_form_equals_list_form():
     weights = [0.5, 0.2, 0.3]
     list_mix, batch_mix = BoostedFlow(models, weights), BoostedFlow(batched, weights)
     assert batch_mix.is_batched and not list_mix.is_batched
+    assert _supports_selection(batched)  # sampling takes the one-flow-per-sample path
     np.testing.assert_allclose(batch_mix.log_prob(tf.constant(x)).numpy(),
                                list_mix.log_prob(tf.constant(x)).numpy(), rtol=1e-5, atol=1e-5)
     # Selective sampling: row n goes through component ids[n]'s flow only.
@@ -197,8 +208,9 @@ def test_batched_form_equals_list_form():
                                rtol=1e-4, atol=1e-4)
 
 
-def test_batched_affine_coupling_log_det_matches_brute_force_jacobian():
-    step = BatchedAffineCoupling(2, 2, hidden_units=(8,), name="bac_test")
+@pytest.mark.parametrize("reverse", [False, [False, True]])
+def test_batched_affine_coupling_log_det_matches_brute_force_jacobian(reverse):
+    step = BatchedAffineCoupling(2, 2, hidden_units=(8,), reverse=reverse)
     step.build([2])
     rng = np.random.default_rng(5)
     for v in step.trainable_variables:
@@ -219,6 +231,7 @@ def test_generic_batched_distribution_falls_back_to_select():
     batched = tfd.MultivariateNormalDiag(loc=LOCS.astype(np.float32),
                                          scale_diag=SCALES.astype(np.float32))
     mix, ref = BoostedFlow(batched, RHO), BoostedFlow(gaussians(), RHO)
+    assert not _supports_selection(batched)
     x = tf.constant(np.random.default_rng(6).normal(size=(20, 2)) * 10, tf.float32)
     np.testing.assert_allclose(mix.log_prob(x).numpy(), ref.log_prob(x).numpy(), rtol=1e-5)
     s = mix.sample(4000, seed=1).numpy()
@@ -243,6 +256,8 @@ def test_bad_arguments_raise_clear_errors():
         BoostedFlow(g, weights=[1.0, -1.0, 1.0, 1.0])
     with pytest.raises(ValueError, match="rightmost batch"):
         BoostedFlow(g[0])
+    with pytest.raises(ValueError, match="equal sizes"):
+        BatchedAffineCoupling(2, 3, reverse=[False, True])
     with pytest.raises(ValueError, match="structure"):
         stack_coupling_flows([random_coupling_models(1, steps=2)[0],
                               random_coupling_models(1, steps=3)[0]])

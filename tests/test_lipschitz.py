@@ -336,6 +336,26 @@ def test_find_and_update_layers_recursively():
         assert _spectral(layer.effective_kernel().numpy()) <= 0.5 * (1 + 1e-4)
 
 
+def test_batched_update_of_same_shape_layers_matches_svd():
+    layers = [lipschitz.LipschitzDense(12, coeff=0.9,
+                                       kernel_initializer=keras.initializers.GlorotUniform(seed=i))
+              for i in range(5)]
+    for layer in layers:
+        layer.build((None, 10))
+    rng = np.random.default_rng(8)
+    for layer in layers:
+        layer.kernel.assign(layer.kernel.numpy() + rng.normal(0, 0.3, size=(10, 12)))
+    holder = keras.layers.Layer()
+    holder.members = layers
+    lipschitz.update_lipschitz_layers(holder)
+    for layer in layers:
+        true = _spectral(layer.kernel.numpy())
+        assert true * (1 - 1e-4) <= float(layer.sigma.numpy()) <= true * (1 + 1e-6)
+        u, v = layer.u.numpy(), layer.v.numpy()[0]
+        assert float(u @ layer.kernel.numpy().T @ v) == pytest.approx(float(layer.sigma.numpy()),
+                                                                       rel=1e-5)
+
+
 class _BoundChecker(keras.callbacks.Callback):
     """Records max ||W_eff||_2 / coeff over the model's Lipschitz layers after each batch."""
 
@@ -356,7 +376,12 @@ def _fit_model(callbacks, strategy=None):
     if scope is not None:
         scope.__enter__()
     try:
+        # the two 16 -> 16 layers share one batched update
         model = keras.Sequential([keras.Input((6,)), lipschitz.LipschitzDense(16, coeff=0.9),
+                                  keras.layers.Activation("tanh"),
+                                  lipschitz.LipschitzDense(16, coeff=0.9),
+                                  keras.layers.Activation("tanh"),
+                                  lipschitz.LipschitzDense(16, coeff=0.9),
                                   keras.layers.Activation("tanh"),
                                   lipschitz.LipschitzDense(6, coeff=0.9)])
         model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
@@ -405,6 +430,7 @@ def test_keras_round_trip_preserves_outputs(tmp_path):
     loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(loaded(tf.constant(x)).numpy(), model(tf.constant(x)).numpy(),
                                rtol=1e-5, atol=1e-6)
-    for a, b in zip(lipschitz.find_lipschitz_layers(model), lipschitz.find_lipschitz_layers(loaded)):
+    for a, b in zip(lipschitz.find_lipschitz_layers(model),
+                    lipschitz.find_lipschitz_layers(loaded)):
         assert float(a.sigma.numpy()) == pytest.approx(float(b.sigma.numpy()))
         assert a.get_config() == b.get_config()

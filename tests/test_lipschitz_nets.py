@@ -146,3 +146,31 @@ def test_keras_round_trip_of_nets(tmp_path):
     for layer in (model.layers[1], model.layers[3], model.layers[4]):
         config = layer.get_config()
         assert type(layer).from_config(config).get_config() == config
+
+
+@pytest.mark.parametrize("net_fn,shape", [
+    (lambda: trf.nets.LipschitzMLP(event_size=3, hidden_units=(8,), activation="clipswish"),
+     (4, 3)),
+    (lambda: trf.nets.LipschitzCNN(2, hidden_channels=3, activation="leakylswish"),
+     (2, 4, 4, 2))])
+def test_second_order_gradients_reach_every_weight(net_fn, shape):
+    """Log-det estimators backpropagate through a VJP of g: every weight that shapes J_g
+    (all but the output bias) gets a finite gradient."""
+    net = net_fn()
+    rng = np.random.default_rng(9)
+    x = tf.constant(rng.normal(size=shape), tf.float32)
+    probe = tf.constant(rng.normal(size=shape), tf.float32)
+    net(x)
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            y = net(x)
+        vjp = inner.gradient(y, x, output_gradients=probe)
+        surrogate = tf.reduce_sum(vjp * probe)
+    grads = outer.gradient(surrogate, net.trainable_variables)
+    last_bias = net.linears[-1].bias          # J_g does not depend on the output bias
+    for var, grad in zip(net.trainable_variables, grads):
+        if var is last_bias:
+            assert grad is None
+        else:
+            assert grad is not None and np.all(np.isfinite(grad.numpy())), var.path

@@ -57,7 +57,7 @@ _CLIPSWISH_CONSTANT = None
 
 
 def clipswish_lipschitz_constant():
-    """``Lip(Phi) = sup_t sqrt(phi'(t)^2 + phi'(-t)^2)`` for ``phi = LipSwish`` (i-DenseNets eq. (39)).
+    """``Lip(Phi) = sup_t sqrt(phi'(t)^2 + phi'(-t)^2)``, ``phi = LipSwish`` (i-DenseNets (39)).
 
     Independent of ``beta`` (``phi'(x) = g(beta x)/1.1`` for a fixed function ``g``), so it is
     computed once with ``beta = 1``: a dense grid locates the maximum (the function is even in
@@ -128,7 +128,7 @@ class _BetaMixin:
 
 @keras.saving.register_keras_serializable(package="tfresflow")
 class LipSwish(_BetaMixin, LipschitzActivation):
-    """``LipSwish(x) = x sigmoid(beta x) / 1.1``, ``beta = softplus(beta_raw)`` (scalar or per channel).
+    """``LipSwish(x) = x sigmoid(beta x) / 1.1``, ``beta = softplus(beta_raw)`` (scalar/per channel).
 
     Args:
       beta_raw_init: initial raw parameter (0.5 as in the reference: ``beta = 0.974``).

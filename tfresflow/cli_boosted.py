@@ -135,16 +135,6 @@ def train_boosted(args, x_train, x_test, out_dir):
 
 
 # --------------------------------------------------------------------------- match
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
 def add_match_command(subparsers):
     """Adds ``match`` (density matching of an energy U1-U4) to an argparse subparsers object."""
     from tfresflow.cli import _int_list, _positive_int
@@ -159,7 +149,7 @@ def add_match_command(subparsers):
                        help="conditioner hidden widths, e.g. 64,64")
     match.add_argument("--steps", type=_positive_int, default=2000,
                        help="optimiser steps per stage")
-    match.add_argument("--finetune-passes", type=_non_negative_int, default=0,
+    match.add_argument("--finetune-passes", type=int, default=0,
                        help="GBF+ fine-tuning passes over all components")
     match.add_argument("--batch-size", type=_positive_int, default=256,
                        help="samples per step")
@@ -197,6 +187,8 @@ def run_match(args):
     from tfresflow import data, io, plotting
     from tfresflow.models.boosting import BoostedFlowTrainer, boosted_coupling_components
 
+    if args.finetune_passes < 0:
+        raise ValueError(f"--finetune-passes must be >= 0, got {args.finetune_passes}.")
     box = args.box if args.box is not None and args.box > 0 else None
     floor = None if args.floor is None or np.isnan(args.floor) else args.floor
     target = data.log_density(args.energy, box=box)  # raises for an unknown name

@@ -11,6 +11,11 @@ TFP direction (as every TFP flow): ``inverse`` (data -> latent, density) is the 
 by the fixed-point iteration of :mod:`tfresflow.bijectors.fixed_point`. Each log-density
 evaluates ``g`` once: the estimator returns ``g(x)`` together with the log-det.
 
+Reuse: an i-DenseNet block (Perugachi-Diaz et al., 2021) is this block with a dense
+Lipschitz network as ``net``; a subclass only changes ``default_name`` (and ``get_config`` if it
+builds its net from hyper-parameters). The fixed-point solver lives in
+:mod:`tfresflow.bijectors.fixed_point`.
+
 ``g`` (``net``) may be any Keras layer or callable mapping ``[batch, *event]`` to the same shape,
 acting on each example separately, with ``Lip(g) < 1`` (e.g. the spectrally normalised nets of
 :mod:`tfresflow.nets`). The block does not check the Lipschitz constant; a net that is not a
@@ -27,8 +32,8 @@ import tensorflow as tf
 
 from tfresflow.bijectors.base import KerasBijector, serialize_layer, unique_name
 from tfresflow.bijectors.fixed_point import check_solver_options, fixed_point_inverse
-from tfresflow.logdet import Unbiased, deserialize_estimator, serialize_estimator
-from tfresflow.logdet.base import LogDetEstimator
+from tfresflow.logdet import (LogDetEstimator, Unbiased, deserialize_estimator,
+                              serialize_estimator)
 
 
 class ResidualBlock(KerasBijector):
@@ -49,18 +54,21 @@ class ResidualBlock(KerasBijector):
       name: unique step name (``tfb.Chain`` routes ``seed``/``training`` by name).
     """
 
+    #: Prefix of automatic step names (a subclass such as an i-DenseNet block overrides it).
+    default_name = "residual_block"
+
     def __init__(self, net, logdet=None, event_ndims=1, inverse_atol=1e-6, inverse_rtol=1e-5,
                  max_iterations=1000, on_nonconvergence="raise", validate_args=False, name=None):
         parameters = dict(locals())
-        name = unique_name(name, "residual_block")
+        name = unique_name(name, self.default_name)
         if isinstance(net, dict):
             net = keras.saving.deserialize_keras_object(net)
         if not callable(net):
             raise TypeError(f"`net` must be a Keras layer or a callable, got {type(net).__name__}.")
+        if logdet is not None and not isinstance(logdet, (LogDetEstimator, dict)):
+            raise TypeError("`logdet` must be a tfresflow.logdet estimator (or its serialised "
+                            f"dict), got {type(logdet).__name__}.")
         logdet = Unbiased() if logdet is None else deserialize_estimator(logdet)
-        if not isinstance(logdet, LogDetEstimator):
-            raise TypeError("`logdet` must be a tfresflow.logdet estimator, got "
-                            f"{type(logdet).__name__}.")
         if isinstance(event_ndims, bool) or not isinstance(event_ndims, int) or event_ndims < 1:
             raise ValueError(f"`event_ndims` must be a positive integer, got {event_ndims!r}.")
         check_solver_options(inverse_atol, inverse_rtol, max_iterations, on_nonconvergence)

@@ -36,6 +36,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+# tfd.TransformedDistribution over non-CompositeTensor bijectors (ours) is this base class.
+from tensorflow_probability.python.distributions.transformed_distribution import \
+    _TransformedDistribution as TransformedDistributionType
 from tensorflow_probability.python.internal import samplers
 
 from tfresflow import random as trf_random
@@ -222,7 +225,15 @@ class BoostedFlow(tfd.Distribution):
                          for i, c in enumerate(self._components)], axis=-1)
 
     def _log_prob(self, x, seed=None):
-        return tf.reduce_logsumexp(self.log_weights + self.component_log_probs(x, seed), -1)
+        # log sum_c w_c exp(l_c - m) + m, with m the largest log g_c among components of
+        # positive weight (so the sum cannot underflow to 0). Unlike logsumexp(log w + l) this
+        # keeps d/dw_c = exp(l_c - m) / sum finite when a weight is exactly 0.
+        w = self.weights
+        log_g = self.component_log_probs(x, seed)
+        m = tf.reduce_max(tf.where(w > 0, log_g, -np.inf), axis=-1, keepdims=True)
+        m = tf.stop_gradient(tf.where(tf.math.is_finite(m), m, tf.zeros_like(m)))
+        scaled = tf.exp(tf.minimum(log_g - m, 60.0))
+        return tf.math.log(tf.reduce_sum(w * scaled, -1)) + m[..., 0]
 
     def responsibilities(self, x, seed=None):
         """Posterior component probabilities ``rho_c g_c(x) / G(x)``, shape ``[..., C]``."""
@@ -273,26 +284,41 @@ class BoostedFlow(tfd.Distribution):
 
 # --------------------------------------------------------------------------- batched form
 def _supports_selection(dist):
-    if not isinstance(dist, tfd.TransformedDistribution):
+    if not isinstance(dist, TransformedDistributionType):
         return False
     if tf.TensorShape(dist.distribution.batch_shape) != []:
         return False
-    return all(hasattr(b, "forward_select") for b in leaves(dist.bijector))
+    try:
+        return all(hasattr(b, "forward_component") for b in _forward_order(dist.bijector))
+    except ValueError:
+        return False
+
+
+def _forward_order(bijector):
+    """Leaves of a ``tfb.Chain`` tree in the order ``forward`` applies them."""
+    if isinstance(bijector, ChainType):
+        return [leaf for b in reversed(bijector.bijectors) for leaf in _forward_order(b)]
+    if isinstance(bijector, InvertType):
+        raise ValueError("Component selection does not support tfb.Invert steps.")
+    return [bijector]
 
 
 def forward_select(bijector, z, component_ids, num_components):
     """Applies, row by row, the forward map of component ``component_ids[n]`` to ``z[n]``.
 
-    ``bijector`` is a batched step with ``forward_select`` or a ``tfb.Chain``/``tfb.Invert``
-    tree of them; only the selected parameter set touches each row.
+    ``bijector`` is a batched step with ``forward_component(z, c)`` or a ``tfb.Chain`` of them.
+    Rows are partitioned by component once; each group runs through its own parameter sets
+    only, and the results are stitched back in the original row order.
     """
-    if isinstance(bijector, ChainType):
-        for b in reversed(bijector.bijectors):  # Chain.forward applies the last bijector first
-            z = forward_select(b, z, component_ids, num_components)
-        return z
-    if isinstance(bijector, InvertType):
-        raise ValueError("forward_select does not support tfb.Invert steps.")
-    return bijector.forward_select(z, component_ids)
+    steps = _forward_order(bijector)
+    rows = tf.dynamic_partition(tf.range(tf.shape(z)[0]), component_ids, num_components)
+    parts = []
+    for c in range(num_components):
+        x = tf.gather(z, rows[c])
+        for step in steps:
+            x = step.forward_component(x, c)
+        parts.append(x)
+    return tf.dynamic_stitch(rows, parts)
 
 
 @keras.saving.register_keras_serializable(package="tfresflow")
@@ -338,13 +364,16 @@ class BatchedMLP(keras.layers.Layer):
         self.built = True
 
     def call(self, a):
-        h = a
+        # Component axis first, so each layer is C GEMMs of M rows:
+        # [..., K, in] -> [K, M, in] (K = C or 1) @ [C, in, out] -> [C, M, out].
+        shape = tf.shape(a)
+        h = tf.transpose(tf.reshape(a, [-1, shape[-2], shape[-1]]), [1, 0, 2])
         for i, (w, b) in enumerate(zip(self.kernels, self.biases)):
-            # [..., C|1, 1, in] @ [C, in, out] -> [..., C, 1, out]
-            h = tf.squeeze(tf.matmul(h[..., tf.newaxis, :], w), -2) + b
+            h = tf.matmul(h, w) + b[:, tf.newaxis, :]
             if i < len(self.kernels) - 1:
                 h = self._act(h)
-        return h
+        h = tf.transpose(h, [1, 0, 2])
+        return tf.reshape(h, tf.concat([shape[:-2], [self.num_components, self.out_units]], 0))
 
     def call_component(self, a, c):
         """Network ``c`` (a Python int) applied to rows ``a`` of shape ``[m, in]``."""
@@ -373,7 +402,7 @@ class BatchedMLP(keras.layers.Layer):
 
 @register
 class BatchedAffineCoupling(AffineCoupling):
-    """C affine couplings (same mask and sizes, own conditioner weights) as one bijector.
+    """C affine couplings (same mask sizes, own conditioner weights) as one bijector.
 
     Batch shape ``[C]`` (TFP convention): ``inverse`` maps data ``[..., C or 1, D]`` to latents
     ``[..., C, D]``, applying coupling ``c`` to slice ``c``, with exact log-det ``[..., C]``
@@ -381,6 +410,10 @@ class BatchedAffineCoupling(AffineCoupling):
     ``tfd.TransformedDistribution`` over a chain of these has batch shape ``[C]`` and serves as
     the components of a batched :class:`BoostedFlow`. :meth:`forward_select` applies, per row,
     only the selected coupling.
+
+    ``reverse`` may be one flag or one flag per component (e.g. the alternating mask offsets of
+    boosted components); the partitions must then have equal sizes (even ``D`` for ``half``),
+    and split/merge gather per-component coordinates from the flattened ``[..., C * D]`` input.
     """
 
     def __init__(self, num_components, event_size, hidden_units=(64, 64), mask="half",
@@ -388,21 +421,44 @@ class BatchedAffineCoupling(AffineCoupling):
                  validate_args=False, name=None):
         name = unique_name(name, "batched_affine_coupling")
         self.num_components = int(num_components)
+        flags = [bool(reverse)] * self.num_components if isinstance(reverse, (bool, int)) \
+            else [bool(r) for r in reverse]
+        if len(flags) != self.num_components:
+            raise ValueError(f"`reverse` must be one flag or {self.num_components} flags, got "
+                             f"{reverse!r}.")
+        parts = [coupling_partition(int(event_size), mask, r) for r in flags]
+        if len({(len(cond), len(trans)) for cond, trans in parts}) != 1:
+            raise ValueError(f"{name}: per-component `reverse` flags need partitions of equal "
+                             f"sizes; event_size={event_size} with mask={mask!r} has "
+                             f"{sorted({(len(c), len(t)) for c, t in parts})}.")
+        self.reverse_flags = tuple(flags)
+        self._parts = parts
         if conditioner is None:
-            _, trans = coupling_partition(int(event_size), mask, reverse)
-            conditioner = BatchedMLP(self.num_components, 2 * len(trans), hidden_units,
+            conditioner = BatchedMLP(self.num_components, 2 * len(parts[0][1]), hidden_units,
                                      activation=activation, name=f"{name}_conditioner")
         else:
             conditioner = deserialize_layer(conditioner)
-        super().__init__(event_size, hidden_units=hidden_units, mask=mask, reverse=reverse,
+        super().__init__(event_size, hidden_units=hidden_units, mask=mask, reverse=flags[0],
                          activation=activation, log_scale_clamp=log_scale_clamp,
                          conditioner=conditioner, validate_args=validate_args, name=name)
         if conditioner.out_units != 2 * len(self._trans_idx):
             raise ValueError(f"{name}: conditioner must output {2 * len(self._trans_idx)} units, "
                              f"got {conditioner.out_units}.")
+        self._mixed = len(set(flags)) > 1
+        if self._mixed:
+            d = int(event_size)
+            offsets = d * np.arange(self.num_components)[:, None]
+            # Flat positions in [..., C * D] of each component's (a, b) coordinates, and of the
+            # merged output in concat([a_c, b_c]) order (C * D, component-major).
+            self._flat_a = (offsets + np.stack([c for c, _ in parts])).ravel()
+            self._flat_b = (offsets + np.stack([t for _, t in parts])).ravel()
+            self._flat_merge = (offsets + np.stack(
+                [np.argsort(np.concatenate(p)) for p in parts])).ravel()
 
     def get_config(self):
-        return {**super().get_config(), "num_components": self.num_components}
+        flags = self.reverse_flags
+        return {**super().get_config(), "num_components": self.num_components,
+                "reverse": flags[0] if len(set(flags)) == 1 else list(flags)}
 
     def _batch_shape(self, x_event_ndims):
         return tf.TensorShape([self.num_components])
@@ -410,28 +466,38 @@ class BatchedAffineCoupling(AffineCoupling):
     def _batch_shape_tensor(self, x_event_ndims):
         return tf.constant([self.num_components], tf.int32)
 
+    def _split(self, v):
+        if not self._mixed:
+            return super()._split(v)
+        shape = tf.shape(v)
+        lead = shape[:-2]
+        v = tf.broadcast_to(v, tf.concat([lead, [self.num_components, shape[-1]]], 0))
+        flat = tf.reshape(v, tf.concat([lead, [-1]], 0))
+        n_a, n_b = len(self._parts[0][0]), len(self._parts[0][1])
+        return (tf.reshape(tf.gather(flat, self._flat_a, axis=-1),
+                           tf.concat([lead, [self.num_components, n_a]], 0)),
+                tf.reshape(tf.gather(flat, self._flat_b, axis=-1),
+                           tf.concat([lead, [self.num_components, n_b]], 0)))
+
     def _merge(self, a, b):
         # ``a`` may carry a singleton component axis while ``b`` has C: broadcast first.
         a = tf.broadcast_to(a, tf.concat([tf.shape(b)[:-1], tf.shape(a)[-1:]], 0))
-        return super()._merge(a, b)
+        if not self._mixed:
+            return super()._merge(a, b)
+        both = tf.concat([a, b], -1)  # [..., C, D] in per-component (a, b) order
+        shape = tf.shape(both)
+        flat = tf.reshape(both, tf.concat([shape[:-2], [-1]], 0))
+        return tf.reshape(tf.gather(flat, self._flat_merge, axis=-1), shape)
 
-    def forward_select(self, z, component_ids):
-        """Sampling direction with coupling ``component_ids[n]`` applied to row ``z[n]``.
-
-        Args:
-          z: latents of shape ``[n, D]``.
-          component_ids: int32 ``[n]`` in ``[0, C)``.
-        """
-        rows = tf.dynamic_partition(tf.range(tf.shape(z)[0]), component_ids,
-                                    self.num_components)
+    def forward_component(self, z, c):
+        """Sampling direction of coupling ``c`` (a Python int) alone on latents ``[m, D]``."""
+        cond, trans = self._parts[c]
+        a, b = tf.gather(z, cond, axis=-1), tf.gather(z, trans, axis=-1)
+        shift, raw = tf.split(self.conditioner.call_component(a, c), 2, axis=-1)
         c_clamp = self.log_scale_clamp
-        parts = []
-        for c in range(self.num_components):
-            a, b = self._split(tf.gather(z, rows[c]))
-            shift, raw = tf.split(self.conditioner.call_component(a, c), 2, axis=-1)
-            log_scale = c_clamp * tf.tanh(raw / c_clamp)
-            parts.append(self._merge(a, (b - shift) * tf.exp(-log_scale)))
-        return tf.dynamic_stitch(rows, parts)
+        log_scale = c_clamp * tf.tanh(raw / c_clamp)
+        merged = tf.concat([a, (b - shift) * tf.exp(-log_scale)], -1)
+        return tf.gather(merged, np.argsort(np.concatenate([cond, trans])), axis=-1)
 
 
 def _coupling_steps(model):
@@ -447,7 +513,8 @@ def stack_coupling_flows(models, name="stacked_coupling_flow"):
     """Batched component distribution (batch shape ``[C]``) from C coupling flow models.
 
     Every model must be a chain of :class:`AffineCoupling` steps with identical structure
-    (event size, masks, hidden sizes, activation, clamp) over a standard-normal base. The result
+    (event size, mask type, hidden sizes, activation, clamp; the ``reverse`` flags may differ
+    between models when the partitions have equal sizes) over one base distribution. The result
     is ``tfd.TransformedDistribution(base, Chain([BatchedAffineCoupling, ...]))`` whose slice
     ``c`` has the same density as ``models[c]`` (weights are copied).
 
@@ -461,8 +528,8 @@ def stack_coupling_flows(models, name="stacked_coupling_flow"):
     ref = per_model[0]
     for j, steps in enumerate(per_model[1:], 1):
         same = len(steps) == len(ref) and all(
-            (s.event_size, s.mask, s.reverse, s.hidden_units, s.activation, s.log_scale_clamp)
-            == (r.event_size, r.mask, r.reverse, r.hidden_units, r.activation, r.log_scale_clamp)
+            (s.event_size, s.mask, s.hidden_units, s.activation, s.log_scale_clamp)
+            == (r.event_size, r.mask, r.hidden_units, r.activation, r.log_scale_clamp)
             for s, r in zip(steps, ref))
         if not same or models[j].base_distribution_name != models[0].base_distribution_name:
             raise ValueError(f"models[{j}] does not share the structure of models[0]; the "
@@ -470,8 +537,9 @@ def stack_coupling_flows(models, name="stacked_coupling_flow"):
     num = len(models)
     batched = []
     for i, r in enumerate(ref):
-        step = BatchedAffineCoupling(num, r.event_size, hidden_units=r.hidden_units,
-                                     mask=r.mask, reverse=r.reverse, activation=r.activation,
+        step = BatchedAffineCoupling(num, r.event_size, hidden_units=r.hidden_units, mask=r.mask,
+                                     reverse=[steps[i].reverse for steps in per_model],
+                                     activation=r.activation,
                                      log_scale_clamp=r.log_scale_clamp,
                                      name=f"{name}_step_{i}")
         step.build([r.event_size])

@@ -5,7 +5,8 @@
 * :func:`update_lipschitz_layers`, :class:`LipschitzUpdate`: refresh ``sigma`` after each
   optimizer step and before evaluation.
 * :func:`chain_orders`, :class:`NormOrder`: induced mixed norms (Residual Flows eq. (11)).
-* :func:`power_iteration`: the generalised power method itself.
+* :func:`power_iteration` (generalised, mixed norms), :func:`subspace_iteration` (spectral,
+  block power method): the estimators themselves.
 """
 from tfresflow.lipschitz.base import LipschitzLayer, validate_coeff  # noqa: F401
 from tfresflow.lipschitz.callbacks import (LipschitzUpdate, find_lipschitz_layers,  # noqa: F401
@@ -15,4 +16,4 @@ from tfresflow.lipschitz.dense import LipschitzDense  # noqa: F401
 from tfresflow.lipschitz.induced_norms import (NormOrder, chain_orders,  # noqa: F401
                                                check_chained, kernel_induced_norm)
 from tfresflow.lipschitz.power_iteration import (PowerIterationResult, dual_order,  # noqa: F401
-                                                 lp_norm, power_iteration)
+                                                 lp_norm, power_iteration, subspace_iteration)

@@ -25,10 +25,24 @@ Power iteration does **not** run in ``call``. It runs
   (:func:`tfresflow.lipschitz.update_lipschitz_layers`, the
   :class:`tfresflow.lipschitz.LipschitzUpdate` callback).
 
+For the spectral norm ``v`` is a block of ``block_size`` (default 2) right vectors and the
+update is block power (subspace) iteration with Rayleigh-Ritz (:func:`subspace_iteration`): a
+warm-started single vector sits at a saddle point when an optimizer step lets the second
+singular value overtake the first, and then stops at once with the wrong value; a block of two
+follows such swaps. Layers acting as a matrix (dense, 1x1 convolutions) share one compiled
+function, and same-shape layers are updated in one batched loop
+(:func:`update_layers_batched`), so a flow with hundreds of layers traces and updates quickly.
+
 Guarantee and its limits: power iteration approaches ``||W||`` from below, so the bound
 ``||W_eff|| <= c`` holds up to the relative under-estimate of ``sigma``. ``margin`` (default
-1e-3) absorbs it: with a warm start the estimate is typically within ``rtol`` (1e-5) of the true
-spectral norm, far inside the margin. For non-spectral mixed norms without closed form the
+1e-3) absorbs it: measured after large optimizer steps (SGD lr 0.5 / Adam lr 0.01 on a loss
+that inflates the weights, 24 x 16 kernels) the warm-started estimate was within 1.1e-4 of the
+SVD value, and from random starts (build, 10x tighter tolerance) within 1.3e-4 for 512 x 512
+Gaussian matrices. No power method can certify an upper bound: after a step that moves the top
+singular vector far outside the stored block the estimate can still stop short (in one
+unseeded run of 15 such SGD steps it was 1.5% low, with a block of two). A larger
+``block_size`` makes this rarer; ``coeff < 1`` remains the final safety margin, as in the
+reference implementation. For non-spectral mixed norms without closed form the
 estimate is only a local maximum (the problem is NP-hard in general) and the margin is no
 guarantee. The state variables use ``aggregation="only_first_replica"``: every replica computes
 the same update from identical (mirrored) weights, and the first replica's value is kept.
@@ -40,8 +54,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfresflow.lipschitz.power_iteration import (best_restart, power_iteration,
-                                                 power_iteration_step, subspace_iteration)
+from tfresflow.lipschitz.power_iteration import (best_restart, matrix_subspace_iteration,
+                                                 power_iteration, power_iteration_step,
+                                                 subspace_iteration)
 
 _AGGREGATION = "only_first_replica"
 
@@ -60,14 +75,22 @@ def validate_coeff(coeff, name="coeff"):
 
 
 def _validate_nonnegative(value, name):
-    value = float(value)
-    if not value >= 0.0 or math.isinf(value):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not number >= 0.0 or math.isinf(number):
         raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
-    return value
+    return number
 
 
-def _validate_positive_int(value, name):
-    if isinstance(value, bool) or int(value) != value or int(value) < 1:
+def validate_positive_int(value, name):
+    """Returns ``value`` as an int, raising ValueError (naming ``name``) unless it is >= 1."""
+    try:
+        ok = not isinstance(value, bool) and int(value) == value and int(value) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
     return int(value)
 
@@ -89,11 +112,11 @@ class LipschitzLayer(keras.layers.Layer):
                  block_size=2, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.coeff = validate_coeff(coeff)
-        self.block_size = _validate_positive_int(block_size, "block_size")
+        self.block_size = validate_positive_int(block_size, "block_size")
         self.margin = _validate_nonnegative(margin, "margin")
         self.atol = _validate_nonnegative(atol, "atol")
         self.rtol = _validate_nonnegative(rtol, "rtol")
-        self.max_iterations = _validate_positive_int(max_iterations, "max_iterations")
+        self.max_iterations = validate_positive_int(max_iterations, "max_iterations")
         self.seed = None if seed is None else int(seed)
         self.u = self.v = self.sigma = None
 
@@ -108,6 +131,11 @@ class LipschitzLayer(keras.layers.Layer):
 
     def _exact_norm(self, kernel):
         """The exact operator norm as a tensor when a closed form exists, else ``None``."""
+        return None
+
+    def _matrix(self, kernel):
+        """The matrix ``M`` with ``W x = x @ M`` if ``W`` acts as one (leading axes of
+        ``kernel`` kept), else ``None``. Enables the compiled, batched spectral path."""
         return None
 
     def _learnable_orders(self):
@@ -168,6 +196,10 @@ class LipschitzLayer(keras.layers.Layer):
         exact = self._exact_norm(kernel)
         if exact is not None:
             return None, None, exact, tf.constant(0, tf.int32)
+        matrix = self._matrix(kernel)
+        if self._is_spectral() and matrix is not None:
+            return matrix_subspace_iteration(matrix, v0, n_iterations=n_iterations,
+                                             max_iterations=max_iterations, atol=atol, rtol=rtol)
         matvec, rmatvec = self._operator(kernel)
         if self._is_spectral():
             return subspace_iteration(matvec, rmatvec, v0, n_iterations=n_iterations,
@@ -183,9 +215,10 @@ class LipschitzLayer(keras.layers.Layer):
         """Refreshes ``sigma`` (and ``u``, ``v``) by power iteration warm-started from ``v``.
 
         Args:
-          n_iterations: run exactly this many iterations; ``None`` (default): adaptive,
-            stopping when ``sigma`` grows by at most ``atol + rtol * sigma`` in an iteration
-            or after ``max_iterations``.
+          n_iterations: run exactly this many iterations; ``None`` (default): adaptive, the
+            stopping rule of :mod:`tfresflow.lipschitz.power_iteration` (the estimated
+            remaining increase of ``sigma`` is at most ``atol + rtol * sigma``), at most
+            ``max_iterations``.
           atol, rtol, max_iterations: override the layer's defaults for this call.
 
         Returns:
@@ -197,19 +230,29 @@ class LipschitzLayer(keras.layers.Layer):
         if not self.built:
             raise ValueError(f"Layer {self.name!r} must be built before "
                              "`update_normalization` (call it on data or call `build`).")
-        if n_iterations is not None:
-            n_iterations = _validate_positive_int(n_iterations, "n_iterations")
+        n_iterations, atol, rtol, max_iterations = self._update_settings(
+            n_iterations, atol, rtol, max_iterations)
         args = (tf.constant(0 if n_iterations is None else n_iterations, tf.int32),
-                tf.constant(self.atol if atol is None else _validate_nonnegative(atol, "atol"),
-                            tf.float32),
-                tf.constant(self.rtol if rtol is None else _validate_nonnegative(rtol, "rtol"),
-                            tf.float32),
-                tf.constant(self.max_iterations if max_iterations is None
-                            else _validate_positive_int(max_iterations, "max_iterations"),
-                            tf.int32))
+                tf.constant(atol, tf.float32), tf.constant(rtol, tf.float32),
+                tf.constant(max_iterations, tf.int32))
         if tf.executing_eagerly():
             return _compiled_update(self)(*args, fixed=n_iterations is not None)
         return self._update_graph(*args, fixed=n_iterations is not None)
+
+    def _update_settings(self, n_iterations, atol, rtol, max_iterations):
+        """Validated ``(n_iterations, atol, rtol, max_iterations)`` with the layer's defaults."""
+        return (None if n_iterations is None
+                else validate_positive_int(n_iterations, "n_iterations"),
+                self.atol if atol is None else _validate_nonnegative(atol, "atol"),
+                self.rtol if rtol is None else _validate_nonnegative(rtol, "rtol"),
+                self.max_iterations if max_iterations is None
+                else validate_positive_int(max_iterations, "max_iterations"))
+
+    def _batch_key(self, settings):
+        """Layers with equal keys can share one batched update (spectral matrix layers)."""
+        if self.v is None or not self._is_spectral() or self._matrix(self.kernel) is None:
+            return None
+        return (tuple(self.kernel.shape), tuple(self.v.shape), self.kernel.dtype, settings)
 
     def _update_graph(self, n_iterations, atol, rtol, max_iterations, fixed):
         kernel = tf.stop_gradient(tf.convert_to_tensor(self.kernel))
@@ -257,6 +300,40 @@ class LipschitzLayer(keras.layers.Layer):
         return {**super().get_config(), "coeff": self.coeff, "margin": self.margin,
                 "atol": self.atol, "rtol": self.rtol, "max_iterations": self.max_iterations,
                 "block_size": self.block_size, "seed": self.seed}
+
+
+def update_layers_batched(layers, n_iterations=None, atol=None, rtol=None,
+                          max_iterations=None):
+    """Graph-mode update of many layers: same-shape spectral matrix layers in one batched loop.
+
+    Equivalent to calling :meth:`LipschitzLayer.update_normalization` on each layer (the
+    batched loop stops when every member satisfies its stopping rule), but the graph holds
+    one loop per group instead of one per layer, which keeps tracing fast for deep flows.
+    """
+    groups = {}
+    for layer in layers:
+        settings = layer._update_settings(n_iterations, atol, rtol, max_iterations)
+        key = layer._batch_key(settings)
+        groups.setdefault(key if key is not None else ("single", id(layer)), []).append(
+            (layer, settings))
+    for key, members in groups.items():
+        if key[0] == "single" or len(members) == 1:
+            for layer, (n_it, a, r, m) in members:
+                layer._update_graph(tf.constant(0 if n_it is None else n_it, tf.int32),
+                                    tf.constant(a, tf.float32), tf.constant(r, tf.float32),
+                                    tf.constant(m, tf.int32), fixed=n_it is not None)
+            continue
+        group = [layer for layer, _ in members]
+        n_it, a, r, m = members[0][1]
+        matrices = tf.stack([tf.stop_gradient(layer._matrix(tf.convert_to_tensor(layer.kernel)))
+                             for layer in group])
+        blocks = tf.stack([tf.convert_to_tensor(layer.v) for layer in group])
+        u, v, sigma, _ = matrix_subspace_iteration(matrices, blocks, n_iterations=n_it,
+                                                   max_iterations=m, atol=a, rtol=r)
+        for i, layer in enumerate(group):
+            layer.u.assign(u[i])
+            layer.v.assign(v[i])
+            layer.sigma.assign(sigma[i])
 
 
 def _constant(value):

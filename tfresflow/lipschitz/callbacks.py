@@ -20,7 +20,7 @@ import weakref
 import keras
 import tensorflow as tf
 
-from tfresflow.lipschitz.base import LipschitzLayer
+from tfresflow.lipschitz.base import LipschitzLayer, update_layers_batched
 
 _COMPILED_MODEL_UPDATES = weakref.WeakKeyDictionary()
 
@@ -71,8 +71,7 @@ def update_lipschitz_layers(model_or_layer, n_iterations=None, atol=None, rtol=N
     if not layers:
         return layers
     if not tf.executing_eagerly():
-        for layer in layers:
-            layer.update_normalization(**kwargs)
+        update_layers_batched(layers, **kwargs)
         return layers
     try:
         cache = _COMPILED_MODEL_UPDATES.setdefault(model_or_layer, {})
@@ -82,15 +81,17 @@ def update_lipschitz_layers(model_or_layer, n_iterations=None, atol=None, rtol=N
         return layers
     key = (tuple(id(layer) for layer in layers), tuple(sorted(kwargs.items(), key=str)))
     fn = cache.get(key)
+    if fn is not None and any(ref() is not layer for ref, layer in zip(fn.refs, layers)):
+        fn = None                # an id was reused by a new layer: rebuild
     if fn is None:
         refs = [weakref.ref(layer) for layer in layers]
         cache.clear()
 
         @tf.function(autograph=False)
         def fn():
-            for ref in refs:
-                ref().update_normalization(**kwargs)
+            update_layers_batched([ref() for ref in refs], **kwargs)
 
+        fn.refs = refs
         cache[key] = fn
     fn()
     return layers

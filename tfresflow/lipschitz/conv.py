@@ -22,7 +22,7 @@ its gradient, and when power iteration runs.
 import keras
 import tensorflow as tf
 
-from tfresflow.lipschitz.base import LipschitzLayer
+from tfresflow.lipschitz.base import LipschitzLayer, validate_positive_int
 
 _PADDINGS = ("same", "valid", "circular")
 
@@ -31,9 +31,9 @@ def _pair(value, name):
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
     value = tuple(value)
-    if len(value) != 2 or any(isinstance(v, bool) or int(v) != v or int(v) < 1 for v in value):
+    if len(value) != 2:
         raise ValueError(f"`{name}` must be a positive integer or a pair of them, got {value!r}.")
-    return tuple(int(v) for v in value)
+    return tuple(validate_positive_int(v, name) for v in value)
 
 
 @keras.saving.register_keras_serializable(package="tfresflow")
@@ -56,9 +56,7 @@ class LipschitzConv2D(LipschitzLayer):
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  **kwargs):
         super().__init__(coeff=coeff, **kwargs)
-        if isinstance(filters, bool) or int(filters) != filters or int(filters) < 1:
-            raise ValueError(f"`filters` must be a positive integer, got {filters!r}.")
-        self.filters = int(filters)
+        self.filters = validate_positive_int(filters, "filters")
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.strides = _pair(strides, "strides")
         padding = str(padding).lower()
@@ -125,6 +123,9 @@ class LipschitzConv2D(LipschitzLayer):
             strides=(1,) + self.strides + (1,),
             padding="SAME" if self.padding == "same" else "VALID")
         return self._wrap_pad_adjoint(grad) if self.padding == "circular" else grad
+
+    def _matrix(self, kernel):
+        return tf.squeeze(kernel, axis=[-4, -3]) if self._is_pointwise else None
 
     def _operator(self, kernel):
         if self._is_pointwise:

@@ -12,7 +12,7 @@ neighbouring layer; build chains with :func:`tfresflow.lipschitz.chain_orders`).
 import keras
 import tensorflow as tf
 
-from tfresflow.lipschitz.base import LipschitzLayer
+from tfresflow.lipschitz.base import LipschitzLayer, validate_positive_int
 from tfresflow.lipschitz.induced_norms import (has_closed_form, kernel_induced_norm,
                                                order_to_config, order_value, validate_order)
 
@@ -36,17 +36,14 @@ class LipschitzDense(LipschitzLayer):
     def __init__(self, units, coeff=0.97, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", domain=2.0, codomain=2.0, n_restarts=None, **kwargs):
         super().__init__(coeff=coeff, **kwargs)
-        if isinstance(units, bool) or int(units) != units or int(units) < 1:
-            raise ValueError(f"`units` must be a positive integer, got {units!r}.")
-        self.units = int(units)
+        self.units = validate_positive_int(units, "units")
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.domain = validate_order(domain, "domain")
         self.codomain = validate_order(codomain, "codomain")
-        if n_restarts is not None and (int(n_restarts) != n_restarts or int(n_restarts) < 1):
-            raise ValueError(f"`n_restarts` must be a positive integer or None, got {n_restarts!r}.")
-        self.n_restarts = None if n_restarts is None else int(n_restarts)
+        self.n_restarts = (None if n_restarts is None
+                           else validate_positive_int(n_restarts, "n_restarts"))
 
     def _norm_orders(self):
         return order_value(self.domain), order_value(self.codomain)
@@ -58,6 +55,9 @@ class LipschitzDense(LipschitzLayer):
         if has_closed_form(self.domain, self.codomain):
             return kernel_induced_norm(kernel, self.domain, self.codomain)
         return None
+
+    def _matrix(self, kernel):
+        return kernel
 
     def _operator(self, kernel):
         return (lambda v: tf.matmul(v, kernel),

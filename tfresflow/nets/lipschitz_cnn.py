@@ -1,4 +1,6 @@
-"""``LipschitzCNN``: a convolutional residual function ``g: [H, W, C] -> [H, W, C]``, ``Lip(g) <= coeff``.
+"""``LipschitzCNN``: a convolutional residual function ``g: [H, W, C] -> [H, W, C]``.
+
+``Lip(g) <= coeff`` in the l2 norm of the whole image.
 
 The Residual Flows image block (Chen et al., 2019, App. E):
 ``LipSwish -> 3x3 Conv -> LipSwish -> 1x1 Conv -> LipSwish -> 3x3 Conv`` with 512 hidden
@@ -11,7 +13,7 @@ convolutions' output channels.
 import keras
 
 from tfresflow.lipschitz import LipschitzConv2D
-from tfresflow.lipschitz.base import validate_coeff
+from tfresflow.lipschitz.base import validate_coeff, validate_positive_int
 from tfresflow.nets.lipschitz_mlp import LipschitzStack
 
 
@@ -38,9 +40,7 @@ class LipschitzCNN(LipschitzStack):
                  activation="lipswish", coeff=0.97, padding="same", preactivation=True,
                  kernel_initializer="glorot_uniform", lipschitz_kwargs=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(channels, bool) or int(channels) != channels or int(channels) < 1:
-            raise ValueError(f"`channels` must be a positive integer, got {channels!r}.")
-        self.channels = int(channels)
+        self.channels = validate_positive_int(channels, "channels")
         self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
         if not self.kernel_sizes or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):
             raise ValueError("`kernel_sizes` must be a non-empty sequence of odd positive "
@@ -50,10 +50,10 @@ class LipschitzCNN(LipschitzStack):
             hidden = (hidden_channels,) * n_hidden
         else:
             hidden = tuple(hidden_channels)
-        if len(hidden) != n_hidden or any(int(h) != h or int(h) < 1 for h in hidden):
+        if len(hidden) != n_hidden:
             raise ValueError(f"`hidden_channels` must be a positive integer or {n_hidden} of "
                              f"them (one per hidden convolution), got {hidden_channels!r}.")
-        self.hidden_channels = tuple(int(h) for h in hidden)
+        self.hidden_channels = tuple(validate_positive_int(h, "hidden_channels") for h in hidden)
         self.coeff = validate_coeff(coeff)
         if padding not in ("same", "circular"):
             raise ValueError(f"`padding` must be 'same' or 'circular' (the residual function "

@@ -17,7 +17,7 @@ import keras
 
 from tfresflow import activations as lip_activations
 from tfresflow.lipschitz import LipschitzDense, NormOrder, chain_orders, check_chained
-from tfresflow.lipschitz.base import validate_coeff
+from tfresflow.lipschitz.base import validate_coeff, validate_positive_int
 from tfresflow.lipschitz.induced_norms import order_to_config, validate_order
 
 
@@ -92,12 +92,8 @@ class LipschitzMLP(LipschitzStack):
                  domains=None, codomains=None, learn_orders=False, preactivation=True,
                  kernel_initializer="glorot_uniform", lipschitz_kwargs=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(event_size, bool) or int(event_size) != event_size or int(event_size) < 1:
-            raise ValueError(f"`event_size` must be a positive integer, got {event_size!r}.")
-        self.event_size = int(event_size)
-        if any(isinstance(h, bool) or int(h) != h or int(h) < 1 for h in hidden_units):
-            raise ValueError(f"`hidden_units` must be positive integers, got {hidden_units!r}.")
-        self.hidden_units = tuple(int(h) for h in hidden_units)
+        self.event_size = validate_positive_int(event_size, "event_size")
+        self.hidden_units = tuple(validate_positive_int(h, "hidden_units") for h in hidden_units)
         self.coeff = validate_coeff(coeff)
         self.learn_orders = bool(learn_orders)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
