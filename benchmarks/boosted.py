@@ -127,7 +127,7 @@ def plot(trainers, x_test, path):
                                   t) for r, t in trainers]
     cols = 4
     rows = int(np.ceil(len(panels) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.6 * rows))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 4.0 * rows))
     for ax, (title, trainer) in zip(axes.ravel(), panels):
         if trainer is None:
             ax.hist2d(x_test[:, 0], x_test[:, 1], bins=150, range=limits, cmap="magma")
@@ -208,7 +208,8 @@ def main(argv=None):
         print(f"{r['model']:24s} {r['C']:2d} {r['K']:2d} {r['parameters']:7d} "
               f"{r['gbf_test_nll']:7.3f} ± {r['gbf_test_nll_stderr']:.3f} "
               f"{r['test_nll']:7.3f} ± {r['test_nll_stderr']:.3f} "
-              f"{r['test_nll'] - deep['test_nll']:+8.3f}  {np.round(r['final_weights'], 2).tolist()}")
+              f"{r['test_nll'] - deep['test_nll']:+8.3f}  "
+              f"{np.round(r['final_weights'], 2).tolist()}")
     print(f"\nSampling / log_prob time (median of {args.repeats})")
     print(f"{'components':24s} {'n':>7s} {'method':32s} {'seconds':>9s}")
     for r in timing:
@@ -216,7 +217,8 @@ def main(argv=None):
     for label, s in speedups.items():
         print(f"{label}: tfd.Mixture / BoostedFlow sampling time = "
               f"{s['sample_list_vs_mixture']:.1f}x (list), {s['sample_batched_vs_mixture']:.1f}x "
-              f"(batched); batched log_prob speed-up over list {s['log_prob_batched_vs_list']:.1f}x")
+              f"(batched); batched log_prob speed-up over list "
+              f"{s['log_prob_batched_vs_list']:.1f}x")
 
     report = dict(
         description=__doc__.splitlines()[0], data=args.data, steps_per_component=args.steps,

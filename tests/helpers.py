@@ -19,3 +19,20 @@ def brute_force_log_det(fn, x):
         y = fn(x)
     jac = tape.batch_jacobian(y, x)
     return tf.linalg.slogdet(jac)[1].numpy()
+
+
+_STRATEGY = []
+
+
+def mirrored_strategy():
+    """The process-wide 2-replica ``MirroredStrategy`` on the logical CPUs of conftest.py.
+
+    One shared instance: several ``MirroredStrategy`` objects in one process reuse collective
+    instance keys, and their all-reduces then collide ("Shape mismatch in the collective
+    instance"), which poisons the collective executor for the rest of the process.
+    """
+    if not _STRATEGY:
+        devices = tf.config.list_logical_devices("CPU")
+        assert len(devices) >= 2, "tests/conftest.py must configure 2 logical CPUs"
+        _STRATEGY.append(tf.distribute.MirroredStrategy([d.name for d in devices[:2]]))
+    return _STRATEGY[0]

@@ -95,7 +95,8 @@ def test_matching_objective_matches_closed_form():
     lam = 0.7
     target = lambda z: -tf.reduce_sum(tf.square(z), -1) / 4.0
     trainer = BoostedFlowTrainer(comps, objective="matching", target_log_prob=target,
-                                 regularization=lam, batch_size=50000, verbose=0)
+                                 regularization=lam, batch_size=50000,
+                                 log_mixture_floor=None, verbose=0)
     trainer.trained[0], trainer.weights[0] = True, 1.0
     m2 = float(m @ m)
     expected = (-np.log(2 * np.pi) - (m2 + 2) / 2) + (m2 + 2) / 4 + lam * (-np.log(2 * np.pi) - 1)
@@ -215,3 +216,30 @@ def test_bad_arguments_raise_clear_errors():
         BoostedFlowTrainer(comps, verbose=0).fit(np.zeros((5, 3)))
     with pytest.raises(ValueError, match="No trained component"):
         BoostedFlowTrainer(comps).mixture()
+
+
+def test_cli_train_boosted_and_match_write_their_outputs(tmp_path):
+    import json
+
+    from tfresflow import cli
+    out = tmp_path / "train"
+    assert cli.main(["train", "--model", "boosted", "--components", "2", "--flow-steps", "1",
+                     "--hidden", "8", "--steps", "20", "--data", "moons", "--n-train", "500",
+                     "--n-test", "200", "--quiet", "--option", "density_objective=mixture",
+                     "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["history"]) == 2 and np.isfinite(metrics["test_nll"])
+    assert {"stage_00_density.png", "stage_01_density.png", "density.png",
+            "samples.png"} <= set(os.listdir(out))
+    assert sorted(os.listdir(out / "checkpoints")) == ["stage_00", "stage_01"]
+    assert cli.main(["train", "--model", "boosted", "--option", "nope=1",
+                     "--out", str(tmp_path / "bad")]) == 2
+    out = tmp_path / "match"
+    assert cli.main(["match", "--energy", "u2", "--components", "2", "--flow-steps", "1",
+                     "--hidden", "8", "--steps", "20", "--batch-size", "64", "--quiet",
+                     "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.isfinite(metrics["reverse_kl"]) and len(metrics["history"]) == 2
+    assert {"target.png", "stage_00_density.png", "stage_01_density.png", "density.png",
+            "samples.png"} <= set(os.listdir(out))
+    assert cli.main(["match", "--energy", "U9", "--out", str(tmp_path / "m9")]) == 2

@@ -5,7 +5,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfresflow as trf
-from tests.helpers import brute_force_log_det, randomize_weights
+from tests.helpers import brute_force_log_det, mirrored_strategy, randomize_weights
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
@@ -85,7 +85,7 @@ def test_fit_under_mirrored_strategy_matches_single_device_update():
     devices = tf.config.list_logical_devices("CPU")
     assert len(devices) >= 2, "tests/conftest.py must configure 2 logical CPUs"
     x = trf.data.sample("moons", 256, seed=2)
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    strategy = mirrored_strategy()
     assert strategy.num_replicas_in_sync == 2
     with strategy.scope():
         dist_model = coupling_model(seed=1)
@@ -105,7 +105,7 @@ def test_fit_under_mirrored_strategy_matches_single_device_update():
 
 def test_replicas_draw_different_seeds():
     devices = tf.config.list_logical_devices("CPU")[:2]
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+    strategy = mirrored_strategy()
     per_replica = strategy.run(lambda: trf.random.fold_in_replica([5, 6]))
     seeds = [s.numpy() for s in strategy.experimental_local_results(per_replica)]
     assert len(seeds) == 2 and not np.array_equal(seeds[0], seeds[1])

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from scipy import optimize
 
+from tests.helpers import mirrored_strategy
 from tfresflow import lipschitz
 
 BAD_COEFFS = [0.0, 1.0, -0.5, 1.5, float("nan"), "x", None, True]
@@ -404,7 +405,7 @@ def test_callback_keeps_bound_during_fit():
 
 
 def test_callback_under_mirrored_strategy():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy()
     checker = _BoundChecker()
     model = _fit_model([lipschitz.LipschitzUpdate(), checker], strategy=strategy)
     assert max(checker.ratios) <= 1.0 + 1e-5

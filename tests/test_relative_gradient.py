@@ -89,8 +89,10 @@ def test_relative_gradient_is_augmented_matrix_product_of_full_gradient(activati
         assert rel_err(rel_grads[i + 1], exp_b) < 1e-5
         # The relative gradient is a genuinely different direction (W W^T != I) ...
         assert rel_err(rel_grads[i], full_grads[i]) > 1e-2
-        # ... and an ascent direction of the loss: <G, M M^T G> = |M^T G|^2 > 0.
-        assert np.sum(rel_grads[i] * full_grads[i]) + np.sum(rel_grads[i + 1] * full_grads[i + 1]) > 0
+        # ... and an ascent direction of the loss (so -R descends): <G, M M^T G> = |M^T G|^2.
+        inner = (np.sum(rel_grads[i] * full_grads[i])
+                 + np.sum(rel_grads[i + 1] * full_grads[i + 1]))
+        assert inner > 0
         i += 2
 
 

@@ -6,7 +6,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfresflow as trf
-from tests.helpers import brute_force_log_det
+from tests.helpers import brute_force_log_det, mirrored_strategy
 from tests.residual_block_checks import (brute_force_residual_log_det, check_reconstruction,
                                          contractive_mlp, linear_net, make_residual_block,
                                          sample_inputs)
@@ -208,7 +208,7 @@ def test_backward_in_forward_equals_neumann_in_fit_under_mirrored_strategy(weigh
     """Same seeds, two replicas: the backward-in-forward model takes exactly the Neumann
     model's steps, without and with (non-uniform) sample weights."""
     devices = tf.config.list_logical_devices("CPU")[:2]
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+    strategy = mirrored_strategy()
     x = toy_data(128)
     sample_weight = np.linspace(0.0, 2.0, 128).astype(np.float32) if weighted else None
     models = []
@@ -227,7 +227,7 @@ def test_backward_in_forward_equals_neumann_in_fit_under_mirrored_strategy(weigh
 
 def test_exact_fit_under_mirrored_strategy_matches_single_device():
     devices = tf.config.list_logical_devices("CPU")[:2]
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+    strategy = mirrored_strategy()
     x = toy_data(128)
     with strategy.scope():
         dist_model = residual_flow(L.Exact(), seed=4)
@@ -287,7 +287,7 @@ def test_actnorm_on_images_counts_spatial_positions():
 
 def test_actnorm_initialisation_is_replica_consistent():
     devices = tf.config.list_logical_devices("CPU")[:2]
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+    strategy = mirrored_strategy()
     x = (np.random.default_rng(2).normal(size=(64, 2)) * [2, 0.5]).astype(np.float32)
     x[:32] += 3.0   # the replicas see different halves
     with strategy.scope():

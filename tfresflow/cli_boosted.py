@@ -14,7 +14,6 @@ under ``checkpoints/`` (the last one is the trained model).
 
 This module imports TensorFlow lazily so ``tfresflow --help`` stays fast.
 """
-import argparse
 import os
 import time
 

@@ -2,8 +2,8 @@
 
 Two strictly increasing, smooth maps of R onto R (paper eqs. 34 and 35):
 
-    smooth leaky ReLU   s_L(x) = a x + (1 - a) softplus(x),          s_L'(x) = a + (1 - a) sigmoid(x)
-    tanh-linear         s_T(x) = tanh(alpha x) + beta x,            s_T'(x) = alpha sech^2(alpha x) + beta
+    smooth leaky ReLU  s_L(x) = a x + (1 - a) softplus(x),  s_L'(x) = a + (1 - a) sigmoid(x)
+    tanh-linear        s_T(x) = tanh(alpha x) + beta x,     s_T'(x) = alpha sech^2(alpha x) + beta
 
 As flow steps they act in the density direction (TFP ``inverse``, data -> latent) as ``z = s(x)``
 with the exact log-determinant ``sum_i log s'(x_i)`` (the L_J^1 term of the paper); the sampling

@@ -16,6 +16,8 @@ Euclidean gradient by ``W_paper^T W_paper``; in row convention, with ``G = dL/dW
 which turns the ``L_J^2`` term into exactly ``W`` (``W W^T W^{-T} = W``) and the data terms into
 ``W W^T z^T delta = (W (z W)^T) delta`` with ``delta = dL/dy`` the back-propagated error: two
 GEMMs with the batch dimension inside, O(B D^2), no inverse, no determinant (App. A, C, D).
+(This is the reference code's update too. Right-multiplying the *row-convention* gradient,
+``G W^T W``, would be a different, input-side relative gradient: not the paper's method.)
 
 **Biases** (App. F): the affine map is the augmented matrix ``M = [[W, 0], [b, 1]]``
 (``[x, 1] M = [x W + b, 1]``). The projected relative gradient keeps the last column fixed and

@@ -25,8 +25,9 @@ Two forms:
   ``tfd.TransformedDistribution`` over a chain of :class:`BatchedAffineCoupling` (one bijector
   holding C parameter sets, batch shape ``[C]``) built by :func:`stack_coupling_flows`. Its
   ``log_prob`` evaluates all components in one vectorised pass; sampling still runs only the
-  chosen component's parameters when every step implements ``forward_select`` (other batched
-  distributions fall back to sampling all components and selecting, as MixtureSameFamily).
+  chosen component's parameters when every step implements ``forward_component`` (other
+  batched distributions fall back to sampling all components and selecting, as
+  MixtureSameFamily).
 
 Batch and event shapes follow TFP: the mixture has the components' event shape and batch
 shape ``[]`` (the component axis is reduced), ``sample(sample_shape)`` has shape
@@ -116,10 +117,9 @@ class BoostedFlow(tfd.Distribution):
         if isinstance(components, tfd.Distribution):
             self._batched = True
             batch = tf.TensorShape(components.batch_shape)
-            if batch.rank is None or batch.rank < 1 or batch[-1] is None:
-                raise ValueError("A batched `components` distribution needs a statically known "
-                                 f"rightmost batch dimension (the C components); got batch "
-                                 f"shape {batch}.")
+            if batch.rank != 1 or batch[0] is None:
+                raise ValueError("A batched `components` distribution needs batch shape [C] "
+                                 f"(statically known; the C components); got {batch}.")
             num = int(batch[-1])
             event = tf.TensorShape(components.event_shape)
             dtype = components.dtype

@@ -79,11 +79,15 @@ def backward_in_forward(g, surrogate_pass, x, seed):
                                    "forward pass but not seen by its tape.")
             d_gx = tf.zeros_like(x) if d_gx is None else d_gx
             d_ld = tf.zeros(tf.shape(x)[:1], x.dtype) if d_ld is None else d_ld
-            # Path z = x + g(x): re-evaluate g and backpropagate d_gx.
+            # Path z = x + g(x): re-evaluate g and backpropagate d_gx. The control dependency
+            # keeps the graph executor from re-evaluating g early (during the forward pass),
+            # which would hold g's activations for every block until the backward pass.
+            with tf.control_dependencies([d_gx, d_ld]):
+                x_late = tf.identity(x)
             with tf.GradientTape() as tape_g:
-                tape_g.watch(x)
-                gx_again = g(x)
-            dx_g, dvar_g = _grads_by_ref(tape_g, gx_again, x, output_gradients=d_gx)
+                tape_g.watch(x_late)
+                gx_again = g(x_late)
+            dx_g, dvar_g = _grads_by_ref(tape_g, gx_again, x_late, output_gradients=d_gx)
             dx = _add(dx_g, ds_dx * tf.reshape(d_ld, expand))
             # Path log_det: precomputed gradients times the (uniform) upstream, else recompute.
             connected = [v for v in variables if ds_dvar[v.ref()] is not None]
@@ -94,9 +98,9 @@ def backward_in_forward(g, surrogate_pass, x, seed):
 
                 def weighted_recompute():
                     with tf.GradientTape() as tape_s:
-                        tape_s.watch(x)
-                        _, _, s_again = surrogate_pass(x, seed, outer_tape=tape_s)
-                    _, again = _grads_by_ref(tape_s, s_again, x, output_gradients=d_ld)
+                        tape_s.watch(x_late)
+                        _, _, s_again = surrogate_pass(x_late, seed, outer_tape=tape_s)
+                    _, again = _grads_by_ref(tape_s, s_again, x_late, output_gradients=d_ld)
                     return [again[v.ref()] if again.get(v.ref()) is not None
                             else tf.zeros_like(ds_dvar[v.ref()]) for v in connected]
 

@@ -190,7 +190,10 @@ class BoostedFlowTrainer:
       clipnorm: optional gradient-norm clipping of the default Adam optimizer.
       batch_size: mini-batch size (data points or samples of the new component).
       max_weight: optional cap in (0, 1] on each normalised density-boosting weight.
-      log_mixture_floor: optional floor on ``log G`` in the matching objective.
+      log_mixture_floor: floor on ``log G`` in the matching objective (default -10, the
+        reference's value; ``None`` disables it). Without a floor the objective is unbounded
+        below whenever ``G`` has lighter tails than ``p~`` (the new component runs away to
+        where ``G`` vanishes); we observed exactly that divergence on U1-U4.
       rho_step_size, rho_decay, rho_tolerance, rho_max_iters, rho_min_iters, rho_batch_size,
       rho_pool_size, rho_bounds: Algorithm 1 settings (:func:`fit_mixture_weight`).
       rho_init: initial weight of a new component in Algorithm 1 (default ``1/C``, as the paper).
@@ -204,8 +207,9 @@ class BoostedFlowTrainer:
     """
 
     def __init__(self, components, objective="density", target_log_prob=None,
-                 regularization=1.0, density_objective="boosting", learning_rate=1e-3, optimizer=None, clipnorm=None,
-                 batch_size=256, max_weight=None, log_mixture_floor=None,
+                 regularization=1.0, density_objective="boosting", learning_rate=1e-3,
+                 optimizer=None, clipnorm=None, batch_size=256, max_weight=None,
+                 log_mixture_floor=-10.0,
                  rho_step_size=0.05, rho_decay=0.05, rho_tolerance=1e-3, rho_max_iters=300,
                  rho_min_iters=10, rho_batch_size=512, rho_pool_size=4096,
                  rho_bounds=(1e-4, 1 - 1e-4), rho_init=None, eval_samples=4096, seed=0,
@@ -587,7 +591,7 @@ class BoostedFlowTrainer:
                 "density_objective": self.density_objective, "seed": self.seed}
 
     def save_checkpoint(self, path):
-        """Writes ``path/`` atomically: ``component_J.weights.h5`` per component + ``state.json``."""
+        """Writes ``path/`` atomically: ``component_J.weights.h5`` per component, ``state.json``."""
         ensure_writable_dir(os.path.dirname(os.path.abspath(path)), "checkpoint_dir")
         with atomic_path(path) as tmp:
             os.makedirs(tmp)
