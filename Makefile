@@ -19,7 +19,8 @@ $(STAMP): setup.py | $(PY)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/tfresflow train --data checkerboard --model coupling --steps 3000 --out $(DEMO_OUT)
+	$(VENV)/bin/tfresflow train --data checkerboard --model resflow --flow-steps 8 --hidden 128,128 \
+		--steps 4000 --lr 2e-3 --out $(DEMO_OUT)
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -68,3 +68,21 @@ def test_non_finite_data_file_is_rejected_before_any_output(tmp_path, capsys):
                         str(tmp_path / "o")], capsys)
     assert code == 2 and "non-finite" in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("model", ["resflow", "iresnet", "idensenet"])
+def test_residual_models_train_from_the_cli(model, tmp_path, capsys):
+    out = tmp_path / model
+    code, stdout, err = run(["train", "--model", model, "--data", "circles", "--steps", "60",
+                             "--flow-steps", "2", "--n-train", "2000", "--n-test", "500",
+                             "--out", str(out), "--quiet"]
+                            + (["--option", "growth=8"] if model == "idensenet"
+                               else ["--hidden", "16,16"]), capsys)
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stochastic_log_det"] and metrics["nll_method"].startswith("exact")
+    assert metrics["test_nll"] < metrics["gaussian_baseline_test_nll"] + 0.5
+    if model != "iresnet":  # the truncated series is biased; the others are unbiased
+        diff = metrics["test_nll_unbiased_estimate"] - metrics["test_nll"]
+        assert abs(diff) < 4 * metrics["test_nll_unbiased_estimate_stderr"] + 1e-3, metrics
+    assert (out / "saved_model" / "saved_model.pb").exists() and (out / "model.keras").exists()

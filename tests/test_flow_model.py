@@ -144,3 +144,20 @@ def test_duplicate_step_names_and_untrackable_variables_are_rejected():
     with pytest.raises(ValueError, match="base distribution"):
         trf.models.FlowModel(trf.bijectors.AffineCoupling(2), event_shape=[2],
                              base_distribution="cauchy-ish")
+
+
+def test_exact_log_prob_matches_exact_flows_and_the_unbiased_mean():
+    model = coupling_model(3)
+    randomize_weights(model.flow_layers)
+    x = np.random.default_rng(3).normal(size=(6, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.exact_log_prob(tf.constant(x)).numpy(),
+                               model.log_prob(tf.constant(x)).numpy(), rtol=1e-4, atol=1e-4)
+    resflow = trf.models.build_model("resflow", 2, n_steps=2, hidden_units=(16,))
+    xr = x[:, :2]
+    exact = resflow.exact_log_prob(tf.constant(xr)).numpy()
+    draws = np.stack([resflow.log_prob(tf.constant(xr), seed=[5, i]).numpy()
+                      for i in range(200)])
+    z = (draws.mean(0) - exact) / (draws.std(0, ddof=1) / np.sqrt(len(draws)) + 1e-12)
+    assert np.all(np.abs(z) < 4.5), z
+    with pytest.raises(ValueError, match="event size"):
+        model.exact_log_prob(x, max_event_size=2)

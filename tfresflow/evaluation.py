@@ -15,11 +15,12 @@ def gaussian_baseline_nll(train, test):
     return float(np.mean(0.5 * (maha + logdet + d * np.log(2 * np.pi))))
 
 
-def nll_with_stderr(model, x, batch_size=1024, seed=0):
+def nll_with_stderr(model, x, batch_size=1024, seed=0, exact=False):
     """Mean test NLL (nats) and its standard error over examples.
 
     For stochastic log-dets the evaluation-time estimator is used with a fixed seed, so the
     standard error covers both the data and the estimator's noise (one draw per example).
+    ``exact=True`` uses ``model.exact_log_prob`` (brute-force Jacobian; small event sizes).
     """
     import tensorflow as tf  # local: keep this module importable without TF for baselines
 
@@ -27,7 +28,9 @@ def nll_with_stderr(model, x, batch_size=1024, seed=0):
     parts = []
     for i, start in enumerate(range(0, len(x), batch_size)):
         seed_i = tf.constant([int(seed), i], tf.int32)
-        parts.append(-model.log_prob(x[start:start + batch_size], seed=seed_i).numpy())
+        batch = x[start:start + batch_size]
+        log_p = model.exact_log_prob(batch) if exact else model.log_prob(batch, seed=seed_i)
+        parts.append(-log_p.numpy())
     nll = np.concatenate(parts).astype(np.float64)
     if not np.all(np.isfinite(nll)):
         raise FloatingPointError(f"non-finite NLL for {int(np.sum(~np.isfinite(nll)))} examples")

@@ -93,6 +93,14 @@ class KerasBijector(tfb.Bijector):
     def _latent_to_data(self, z, training, seed):
         raise NotImplementedError
 
+    def data_to_latent_value(self, x):
+        """The density-direction map alone (no log-det), bypassing the cache.
+
+        Used for brute-force Jacobians (``FlowModel.exact_log_prob``); subclasses whose
+        log-det is expensive override it.
+        """
+        return self._data_to_latent(x, training=False, seed=None)[0]
+
     def _augmented_inverse(self, y, training=False, seed=None):
         z, log_det = self._data_to_latent(y, training=training, seed=seed)
         return z, {"ildj": log_det, "fldj": -log_det}

@@ -130,6 +130,11 @@ class ResidualBlock(KerasBijector):
         gx, log_det = self.logdet(self.net, flat, training=training, seed=seed)
         return tf.reshape(flat + gx, tf.shape(x)), tf.reshape(log_det, batch_shape)
 
+    def data_to_latent_value(self, x):
+        """``x + g(x)`` without a log-det estimate (for brute-force Jacobians)."""
+        flat, _ = self._flat(x)
+        return tf.reshape(flat + self.net(flat), tf.shape(x))
+
     def _latent_to_data(self, z, training, seed):
         flat, _ = self._flat(z)
         x = fixed_point_inverse(self.net, flat, atol=self.inverse_atol, rtol=self.inverse_rtol,
