@@ -161,3 +161,12 @@ def test_exact_log_prob_matches_exact_flows_and_the_unbiased_mean():
     assert np.all(np.abs(z) < 4.5), z
     with pytest.raises(ValueError, match="event size"):
         model.exact_log_prob(x, max_event_size=2)
+
+
+def test_fit_with_validation_data_on_a_lipschitz_flow():
+    model = trf.models.build_model("resflow", 2, n_steps=1, hidden_units=(8,))
+    model.compile(optimizer="adam")
+    x = trf.data.sample("moons", 256, seed=0)
+    hist = model.fit(x, validation_data=trf.data.sample("moons", 128, seed=1), epochs=2,
+                     batch_size=128, verbose=0)
+    assert len(hist.history["val_loss"]) == 2 and np.all(np.isfinite(hist.history["val_loss"]))

@@ -177,6 +177,9 @@ def train(args):
         "test_nll": test_nll, "test_nll_stderr": test_se,
         "gaussian_baseline_test_nll": evaluation.gaussian_baseline_nll(x_train, x_test),
         "final_training_loss": float(history.history["loss"][-1]),
+        "final_training_loss_excludes_log_det_w": any(
+            getattr(b, "training_log_det_is_partial", False)
+            for b in model.steps),
         "stochastic_log_det": bool(model.has_stochastic_log_det),
         "train_seconds": train_seconds,
     }

@@ -109,6 +109,11 @@ class FlowModel(keras.Model):
         return self._flow
 
     @property
+    def steps(self):
+        """The tfresflow (Keras-backed) bijectors of the flow, in data -> latent order."""
+        return list(self._keras_steps)
+
+    @property
     def has_stochastic_log_det(self):
         """True when ``log_prob`` is a random (unbiased or biased) estimate."""
         return any(b.has_stochastic_log_det for b in self._keras_steps)
@@ -269,6 +274,8 @@ class FlowModel(keras.Model):
 
     def _with_lipschitz_update(self, callbacks):
         """Adds :class:`LipschitzUpdate` when the flow has Lipschitz layers (once)."""
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            return callbacks  # ``fit``'s own validation pass: its list already has the update
         callbacks = list(callbacks or [])
         if find_lipschitz_layers(self.flow_layers) and not any(
                 isinstance(c, LipschitzUpdate) for c in callbacks):
