@@ -44,6 +44,7 @@ def test_train_moons_beats_fitted_gaussian_and_writes_everything(tmp_path, capsy
     (["train", "--model", "nosuchflow"], "Unknown --model 'nosuchflow'"),
     (["train", "--option", "n_layers=3", "--steps", "1"], "Bad option"),
     (["evaluate", "/nonexistent/model.keras"], "does not exist"),
+    (["train", "--model", "coupling", "--components", "3"], "--components applies"),
 ])
 def test_bad_arguments_exit_with_clear_error(argv, message, capsys, tmp_path):
     argv = argv + (["--out", str(tmp_path / "o")] if argv[0] == "train" else [])

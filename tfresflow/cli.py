@@ -136,7 +136,10 @@ def train(args):
     from tfresflow.models import MODEL_BUILDERS, build_model
 
     if args.model not in MODEL_BUILDERS and args.model != "boosted":
-        raise ValueError(f"Unknown --model {args.model!r}; choose one of {sorted(MODEL_BUILDERS)}.")
+        raise ValueError(f"Unknown --model {args.model!r}; choose one of "
+                         f"{sorted([*MODEL_BUILDERS, 'boosted'])}.")
+    if args.components is not None and args.model != "boosted":
+        raise ValueError(f"--components applies to --model boosted only, not {args.model!r}.")
     out = args.out or os.path.join("runs", f"{args.model}-{os.path.basename(args.data)}")
     x_train, x_test = load_data(args.data, args.n_train, args.n_test, args.seed)
     io.ensure_writable_dir(out, "--out")
