@@ -46,7 +46,6 @@ def configurations(blocks, hidden, depth):
 
 
 def run(name, config, data, args, out):
-    x_train = trf.data.sample(data, args.n_train, seed=args.seed)
     x_test = trf.data.sample(data, args.n_test, seed=args.seed + 1)
     keras.utils.set_random_seed(args.seed)
     config = dict(config)
@@ -61,7 +60,7 @@ def run(name, config, data, args, out):
     slug = name.lower().replace(" ", "_").replace("+", "_")
     plotting.save_density(os.path.join(out, f"{data}_{slug}.png"),
                           lambda p: model.log_prob(p, seed=[0, 1]).numpy(),
-                          plotting.plot_limits(x_train), title=f"{name}: {data}",
+                          plotting.plot_limits(x_test), title=f"{name}: {data}",
                           resolution=120)
     return {"test_nll": nll, "test_nll_stderr": se, "parameters": int(model.count_params()),
             "train_seconds": seconds}

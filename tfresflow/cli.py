@@ -216,8 +216,6 @@ def train(args):
 def _load_model(path):
     import keras
 
-    import tfresflow  # noqa: F401  (registers the custom classes)
-
     if not os.path.exists(path):
         raise ValueError(f"Model file {path!r} does not exist.")
     return keras.saving.load_model(path)

@@ -1,5 +1,6 @@
 """Evaluation helpers: NLL with standard errors and a fitted-Gaussian baseline."""
 import numpy as np
+import tensorflow as tf
 
 
 def gaussian_baseline_nll(train, test):
@@ -22,8 +23,6 @@ def nll_with_stderr(model, x, batch_size=1024, seed=0, exact=False):
     standard error covers both the data and the estimator's noise (one draw per example).
     ``exact=True`` uses ``model.exact_log_prob`` (brute-force Jacobian; small event sizes).
     """
-    import tensorflow as tf  # local: keep this module importable without TF for baselines
-
     x = np.asarray(x, np.float32)
     parts = []
     for i, start in enumerate(range(0, len(x), batch_size)):

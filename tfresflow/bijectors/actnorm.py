@@ -120,9 +120,7 @@ class ActNorm(KerasBijector):
         return [self.parameters_layer]
 
     def build(self, event_shape):
-        if [int(d) for d in event_shape] != self.event_shape:
-            raise ValueError(f"{self.name}: expected event shape {self.event_shape}, got "
-                             f"{list(event_shape)}.")
+        self._check_event_shape(event_shape, self.event_shape)
         self.parameters_layer.build((None, *self.event_shape))
 
     def get_config(self):

@@ -58,6 +58,12 @@ class KerasBijector(tfb.Bijector):
         """Builds every Keras layer for inputs of the given event shape (data side)."""
         raise NotImplementedError
 
+    def _check_event_shape(self, event_shape, expected):
+        """Raises a ValueError naming this step unless ``event_shape == expected``."""
+        if [int(d) for d in event_shape] != list(expected):
+            raise ValueError(f"{self.name}: expected event shape {list(expected)}, got "
+                             f"{list(event_shape)}.")
+
     @property
     def built(self):
         return all(layer.built for layer in self.keras_layers())

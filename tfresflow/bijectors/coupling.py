@@ -84,9 +84,7 @@ class AffineCoupling(KerasBijector):
         return [self.conditioner]
 
     def build(self, event_shape):
-        if list(event_shape) != [self.event_size]:
-            raise ValueError(f"{self.name}: expected event shape [{self.event_size}], "
-                             f"got {list(event_shape)}.")
+        self._check_event_shape(event_shape, [self.event_size])
         if not self.conditioner.built:
             self.conditioner.build((None, len(self._cond_idx)))
 

@@ -237,9 +237,7 @@ class RelativeGradientLinear(KerasBijector):
         return [self.affine]
 
     def build(self, event_shape):
-        if list(event_shape) != [self.event_size]:
-            raise ValueError(f"{self.name}: expected event shape [{self.event_size}], "
-                             f"got {list(event_shape)}.")
+        self._check_event_shape(event_shape, [self.event_size])
         if not self.affine.built:
             self.affine.build((None, self.event_size))
 

@@ -58,6 +58,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfresflow import random as trf_random
 from tfresflow.bijectors.coupling import AffineCoupling
 from tfresflow.distributions.boosted import BoostedFlow
 from tfresflow.io import atomic_path, ensure_writable_dir, write_json
@@ -349,7 +350,7 @@ class BoostedFlowTrainer:
             n_data = int(x_all.shape[0])
 
             def loss_fn(seed):
-                s_idx, s_model = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+                s_idx, s_model = tf.unstack(trf_random.split(seed, 2))
                 idx = tf.random.stateless_uniform([self.batch_size], s_idx, 0, n_data, tf.int32)
                 log_g = comp.log_prob(tf.gather(x_all, idx), seed=s_model, training=True)
                 if not boosted:
@@ -369,7 +370,7 @@ class BoostedFlowTrainer:
             floor = self.log_mixture_floor
 
             def loss_fn(seed):
-                s_g, s_big = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+                s_g, s_big = tf.unstack(trf_random.split(seed, 2))
                 z, log_g = comp.sample_and_log_prob(self.batch_size, seed=s_g)
                 log_p = self.target_log_prob(z)
                 if not boosted:

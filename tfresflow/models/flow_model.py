@@ -18,6 +18,8 @@ Randomness: stochastic log-dets and sampling draw stateless noise from a seed. P
 supplies a fresh seed. Inside a ``tf.distribute`` strategy the replica id is folded into the
 seed so each replica draws its own noise.
 """
+import itertools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -162,7 +164,12 @@ class FlowModel(keras.Model):
         return trf_random.fold_in_replica(seed)
 
     def step_kwargs(self, seed=None, training=False):
-        """Keyword arguments routing ``seed`` (split per step) and ``training`` to each step."""
+        """Keyword arguments routing ``seed`` (split per step) and ``training`` to each step.
+
+        A flow without stochastic log-dets needs no seeds: no seed is drawn or split for it.
+        """
+        if not self.has_stochastic_log_det:
+            return _step_kwargs(self._flow, itertools.repeat(None), bool(training))
         n = max(len(self._keras_steps), 1)
         seeds = iter(tf.unstack(trf_random.split(self._resolve_seed(seed), n)))
         return _step_kwargs(self._flow, seeds, bool(training))
@@ -219,18 +226,20 @@ class FlowModel(keras.Model):
         # another graph (the lazy-build trap of Keras 3 + TFP).
         return self.log_prob(tf.identity(x), training=bool(training))
 
+    def _draw_latent(self, n, seed):
+        """``(base, z, step kwargs)``: ``n`` base draws and the flow's kwargs, from one seed."""
+        seed_base, seed_flow = tf.unstack(trf_random.split(self._resolve_seed(seed), 2))
+        base = self.base()
+        return base, base.sample(n, seed=seed_base), self.step_kwargs(seed_flow, training=False)
+
     def sample(self, n, seed=None):
         """Draws ``n`` samples (sampling direction of every step)."""
-        seed_base, seed_flow = tf.unstack(trf_random.split(self._resolve_seed(seed), 2))
-        z = self.base().sample(n, seed=seed_base)
-        return self._flow.forward(z, **self.step_kwargs(seed_flow, training=False))
+        _, z, kwargs = self._draw_latent(n, seed)
+        return self._flow.forward(z, **kwargs)
 
     def sample_and_log_prob(self, n, seed=None):
         """Samples and their log-densities in one pass."""
-        seed_base, seed_flow = tf.unstack(trf_random.split(self._resolve_seed(seed), 2))
-        base = self.base()
-        z = base.sample(n, seed=seed_base)
-        kwargs = self.step_kwargs(seed_flow, training=False)
+        base, z, kwargs = self._draw_latent(n, seed)
         x = self._flow.forward(z, **kwargs)
         fldj = self._flow.forward_log_det_jacobian(z, event_ndims=len(self.event_shape),
                                                    **kwargs)
