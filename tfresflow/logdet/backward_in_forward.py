@@ -70,6 +70,12 @@ def backward_in_forward(g, surrogate_pass, x, seed):
             gx, est, s = surrogate_pass(x, seed, outer_tape=tape)
         ds_dx, ds_dvar = _grads_by_ref(tape, s, x)
         ds_dx = tf.zeros_like(x) if ds_dx is None else ds_dx
+        # The outputs wait for the early gradients. Without this, a graph executor runs the
+        # next blocks (which only need g(x)) before this block's second-order pass, so every
+        # block's activations stay alive at once -- the memory this mode exists to save.
+        with tf.control_dependencies(
+                [ds_dx] + [grad for grad in ds_dvar.values() if grad is not None]):
+            gx, est = tf.identity(gx), tf.identity(est)
 
         def grad_fn(d_gx, d_ld, variables=None):
             variables = list(variables or [])

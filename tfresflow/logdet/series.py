@@ -163,7 +163,8 @@ class PowerSeriesEstimator(LogDetEstimator):
         seed_n, seed_v = tf.unstack(trf_random.split(seed, 2))
         n_terms, weight = self._plan(seed_n, training)
         shape = tf.concat([[self.n_probes], tf.shape(x)], axis=0)
-        v = hutchinson_probes(shape, seed_v, self.probe, x.dtype)
+        with tf.control_dependencies([x]):   # drawn when this block runs, not at graph start
+            v = hutchinson_probes(shape, seed_v, self.probe, x.dtype)
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(x)
             gx = g(x)
