@@ -380,3 +380,31 @@ def test_digits_loader_is_seeded_split_and_standardised():
         trf.data.load_digits(test_fraction=0.0)
     with pytest.raises(ValueError, match="validation_fraction"):
         trf.data.load_digits(test_fraction=0.5, validation_fraction=0.6)
+
+
+def test_digits_training_stream_redraws_dequantisation_noise():
+    data = trf.data.load_digits(test_fraction=0.2, validation_fraction=0.1, seed=3)
+    assert data.train_pixels.shape == data.train.shape
+    # The fixed training draw is the integer pixels plus noise in [0, 1).
+    frac = data.to_unit_cube(data.train) * 17 - data.train_pixels
+    assert frac.min() >= -1e-4 and frac.max() < 1 + 1e-4
+    n = len(data.train_pixels)
+    batches = [b.numpy() for b in data.dequantized_train_dataset(n, seed=5).take(2)]
+    again = next(iter(data.dequantized_train_dataset(n, seed=5))).numpy()
+    np.testing.assert_array_equal(batches[0], again)          # seeded stream
+    for b in batches:
+        assert b.shape == (n, 64) and b.dtype == np.float32
+        # One pass holds every training image once: each row is pixels + noise in [0, 1).
+        offset = data.to_unit_cube(b) * 17 - 0.5
+        match = np.concatenate([
+            np.argmin(np.abs(chunk[:, None] - data.train_pixels[None]).max(-1), axis=1)
+            for chunk in np.array_split(offset, 20)])
+        assert np.array_equal(np.sort(match), np.arange(n))
+        assert np.abs(offset - data.train_pixels[match]).max() <= 0.5 + 1e-3
+    # Fresh noise: the two passes' noise differs and is uniform (mean 1/2, var 1/12).
+    u = [np.sort(((data.to_unit_cube(b) * 17) % 1).ravel()) for b in batches]
+    assert not np.allclose(u[0], u[1])
+    m = u[0].size
+    assert abs(u[0].mean() - 0.5) / np.sqrt(1 / 12 / m) < 4.5
+    with pytest.raises(ValueError, match="batch_size"):
+        data.dequantized_train_dataset(0)

@@ -1,5 +1,21 @@
-"""Input checks that turn bad data into clear errors instead of silent NaNs."""
+"""Input checks that turn bad data and arguments into clear errors instead of silent NaNs."""
+import numbers
+
 import numpy as np
+
+
+def check_positive_int(value, name, minimum=1):
+    """``int(value)`` for an integral number ``>= minimum``, else a ValueError naming ``name``.
+
+    Integral floats (``3.0``, as configs written by other tools may hold) are accepted; bools,
+    non-integral numbers and non-numbers are not.
+    """
+    integral = (isinstance(value, numbers.Integral) and not isinstance(value, bool)) or (
+        isinstance(value, numbers.Real) and not isinstance(value, bool)
+        and float(value).is_integer())
+    if not integral or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
 
 
 def check_samples(x, event_shape, name="x"):

@@ -9,6 +9,12 @@ scikit-learn, no download). Preparation, all seeded:
 3. standardisation with the *training* mean and standard deviation per pixel,
    ``x = (v - mean) / std``.
 
+Training with fresh noise. The fixed noise ``u`` of step 2 is one draw; a model trained on it
+for many epochs can fit that particular draw. The dequantised likelihood is
+``E_u[log p((pixel + u) / 17)]``, so the standard practice for image flows (RealNVP, Glow,
+Residual Flows) is a new ``u`` for every minibatch: :meth:`Digits.dequantized_train_dataset`
+does this (same standardisation); validation and test keep their one fixed draw.
+
 Log-likelihoods of the standardised data convert to the dequantised ``[0, 1)^64`` space by
 adding :attr:`Digits.log_det_standardise` ``= -sum log std`` (nats per image), and to
 (dequantised) pixel units ``[0, 17)^64`` by adding a further ``-64 log 17``.
@@ -16,6 +22,7 @@ adding :attr:`Digits.log_det_standardise` ``= -sum log std`` (nats per image), a
 import dataclasses
 
 import numpy as np
+import tensorflow as tf
 
 EVENT_SIZE = 64
 LEVELS = 17
@@ -30,6 +37,8 @@ class Digits:
       mean, std: per-pixel training statistics of the dequantised ``[0, 1)`` data.
       log_det_standardise: ``-sum(log std)``: add to a log-density of the standardised data to
         get the log-density of the dequantised ``[0, 1)^64`` data.
+      train_pixels: the training split's integer pixel values ``0..16`` (float32), for
+        :meth:`dequantized_train_dataset`.
     """
     train: np.ndarray
     validation: np.ndarray
@@ -37,6 +46,37 @@ class Digits:
     mean: np.ndarray
     std: np.ndarray
     log_det_standardise: float
+    train_pixels: np.ndarray
+
+    def dequantized_train_dataset(self, batch_size, seed=0):
+        """Endless shuffled training batches with fresh dequantisation noise in every batch.
+
+        Each batch is ``((pixel + u) / 17 - mean) / std`` with a new ``u ~ U[0, 1)^64`` (seeded:
+        the same ``seed`` gives the same stream), standardised like :attr:`train`.
+
+        Args:
+          batch_size: examples per batch (the last partial batch of a pass is dropped).
+          seed: integer seed of the shuffling and of the noise.
+
+        Returns:
+          A ``tf.data.Dataset`` of float32 ``[batch_size, 64]`` batches.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or not 0 < batch_size <= len(self.train_pixels):
+            raise ValueError(f"`batch_size` must be an integer in [1, {len(self.train_pixels)}] "
+                             f"(the training set size), got {batch_size!r}.")
+        mean, std = self.mean.astype(np.float32), self.std.astype(np.float32)
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)   # one [2] noise seed per batch
+        pixels = (tf.data.Dataset.from_tensor_slices(self.train_pixels)
+                  .shuffle(len(self.train_pixels), seed=seed, reshuffle_each_iteration=True)
+                  .repeat().batch(int(batch_size), drop_remainder=True))
+
+        def dequantise(batch, noise_seed):
+            u = tf.random.stateless_uniform(tf.shape(batch), tf.cast(noise_seed, tf.int32))
+            return ((batch + u) / LEVELS - mean) / std
+
+        return (tf.data.Dataset.zip(pixels, seeds)
+                .map(dequantise, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2))
 
     def to_unit_cube(self, x):
         """Maps standardised data back to the dequantised ``[0, 1)^64`` scale."""
@@ -86,4 +126,5 @@ def load_digits(test_fraction=0.2, validation_fraction=0.0, seed=0):
 
     return Digits(train=standardise(train), validation=standardise(val),
                   test=standardise(test), mean=mean, std=std,
-                  log_det_standardise=float(-np.sum(np.log(std))))
+                  log_det_standardise=float(-np.sum(np.log(std))),
+                  train_pixels=pixels[n_test + n_val:].astype(np.float32))

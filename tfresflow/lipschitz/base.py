@@ -57,6 +57,7 @@ import tensorflow as tf
 from tfresflow.lipschitz.power_iteration import (best_restart, matrix_subspace_iteration,
                                                  power_iteration, power_iteration_step,
                                                  subspace_iteration)
+from tfresflow.validation import check_positive_int
 
 _AGGREGATION = "only_first_replica"
 
@@ -84,17 +85,6 @@ def _validate_nonnegative(value, name):
     return number
 
 
-def validate_positive_int(value, name):
-    """Returns ``value`` as an int, raising ValueError (naming ``name``) unless it is >= 1."""
-    try:
-        ok = not isinstance(value, bool) and int(value) == value and int(value) >= 1
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    return int(value)
-
-
 # Eager calls of ``update_normalization`` go through one compiled function per layer (held
 # weakly, so neither the layer nor its SavedModel export carries it).
 _COMPILED_UPDATES = weakref.WeakKeyDictionary()
@@ -112,11 +102,11 @@ class LipschitzLayer(keras.layers.Layer):
                  block_size=2, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.coeff = validate_coeff(coeff)
-        self.block_size = validate_positive_int(block_size, "block_size")
+        self.block_size = check_positive_int(block_size, "block_size")
         self.margin = _validate_nonnegative(margin, "margin")
         self.atol = _validate_nonnegative(atol, "atol")
         self.rtol = _validate_nonnegative(rtol, "rtol")
-        self.max_iterations = validate_positive_int(max_iterations, "max_iterations")
+        self.max_iterations = check_positive_int(max_iterations, "max_iterations")
         self.seed = None if seed is None else int(seed)
         self.u = self.v = self.sigma = None
 
@@ -242,11 +232,11 @@ class LipschitzLayer(keras.layers.Layer):
     def _update_settings(self, n_iterations, atol, rtol, max_iterations):
         """Validated ``(n_iterations, atol, rtol, max_iterations)`` with the layer's defaults."""
         return (None if n_iterations is None
-                else validate_positive_int(n_iterations, "n_iterations"),
+                else check_positive_int(n_iterations, "n_iterations"),
                 self.atol if atol is None else _validate_nonnegative(atol, "atol"),
                 self.rtol if rtol is None else _validate_nonnegative(rtol, "rtol"),
                 self.max_iterations if max_iterations is None
-                else validate_positive_int(max_iterations, "max_iterations"))
+                else check_positive_int(max_iterations, "max_iterations"))
 
     def _batch_key(self, settings):
         """Layers with equal keys can share one batched update (spectral matrix layers)."""

@@ -22,7 +22,8 @@ its gradient, and when power iteration runs.
 import keras
 import tensorflow as tf
 
-from tfresflow.lipschitz.base import LipschitzLayer, validate_positive_int
+from tfresflow.lipschitz.base import LipschitzLayer
+from tfresflow.validation import check_positive_int
 
 _PADDINGS = ("same", "valid", "circular")
 
@@ -33,7 +34,7 @@ def _pair(value, name):
     value = tuple(value)
     if len(value) != 2:
         raise ValueError(f"`{name}` must be a positive integer or a pair of them, got {value!r}.")
-    return tuple(validate_positive_int(v, name) for v in value)
+    return tuple(check_positive_int(v, name) for v in value)
 
 
 @keras.saving.register_keras_serializable(package="tfresflow")
@@ -56,7 +57,7 @@ class LipschitzConv2D(LipschitzLayer):
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  **kwargs):
         super().__init__(coeff=coeff, **kwargs)
-        self.filters = validate_positive_int(filters, "filters")
+        self.filters = check_positive_int(filters, "filters")
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.strides = _pair(strides, "strides")
         padding = str(padding).lower()

@@ -12,9 +12,10 @@ neighbouring layer; build chains with :func:`tfresflow.lipschitz.chain_orders`).
 import keras
 import tensorflow as tf
 
-from tfresflow.lipschitz.base import LipschitzLayer, validate_positive_int
+from tfresflow.lipschitz.base import LipschitzLayer
 from tfresflow.lipschitz.induced_norms import (has_closed_form, kernel_induced_norm,
                                                order_to_config, order_value, validate_order)
+from tfresflow.validation import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="tfresflow")
@@ -36,14 +37,14 @@ class LipschitzDense(LipschitzLayer):
     def __init__(self, units, coeff=0.97, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", domain=2.0, codomain=2.0, n_restarts=None, **kwargs):
         super().__init__(coeff=coeff, **kwargs)
-        self.units = validate_positive_int(units, "units")
+        self.units = check_positive_int(units, "units")
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.domain = validate_order(domain, "domain")
         self.codomain = validate_order(codomain, "codomain")
         self.n_restarts = (None if n_restarts is None
-                           else validate_positive_int(n_restarts, "n_restarts"))
+                           else check_positive_int(n_restarts, "n_restarts"))
 
     def _norm_orders(self):
         return order_value(self.domain), order_value(self.codomain)

@@ -125,13 +125,6 @@ def event_size(x):
     return int(np.prod(dims.as_list()))
 
 
-def check_positive_int(value, name, minimum=1):
-    """``int(value)`` if it is an integer >= ``minimum``, else a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 def check_choice(value, name, choices):
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")

@@ -11,8 +11,8 @@ import warnings
 
 import tensorflow as tf
 
-from tfresflow.logdet.base import (LogDetEstimator, check_positive_int, event_size,
-                                   register_estimator)
+from tfresflow.logdet.base import LogDetEstimator, event_size, register_estimator
+from tfresflow.validation import check_positive_int
 
 
 def log_abs_det_identity_plus(jac):

@@ -40,9 +40,9 @@ from tensorflow.python.ops import control_flow_util  # XLA-context test used by 
 
 from tfresflow import random as trf_random
 from tfresflow.logdet.backward_in_forward import backward_in_forward
-from tfresflow.logdet.base import (LogDetEstimator, check_choice, check_positive_int,
-                                   event_axes)
+from tfresflow.logdet.base import LogDetEstimator, check_choice, event_axes
 from tfresflow.logdet.probes import PROBES, hutchinson_probes
+from tfresflow.validation import check_positive_int
 
 
 def series_chain(vjp, v, n_terms, weight, neumann, max_terms=None):

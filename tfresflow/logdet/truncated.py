@@ -11,8 +11,9 @@ terms as the i-ResNet code does (same mean, memory growing with ``n``).
 """
 import tensorflow as tf
 
-from tfresflow.logdet.base import check_positive_int, register_estimator
+from tfresflow.logdet.base import register_estimator
 from tfresflow.logdet.series import PowerSeriesEstimator
+from tfresflow.validation import check_positive_int
 
 
 @register_estimator

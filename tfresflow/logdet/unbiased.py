@@ -20,9 +20,10 @@ Poisson tail of the reference image code has infinite variance for every non-zer
 """
 import warnings
 
-from tfresflow.logdet.base import check_positive_int, register_estimator
+from tfresflow.logdet.base import register_estimator
 from tfresflow.logdet.roulette import make_distribution, roulette_weight
 from tfresflow.logdet.series import PowerSeriesEstimator
+from tfresflow.validation import check_positive_int
 
 
 @register_estimator

@@ -13,8 +13,9 @@ convolutions' output channels.
 import keras
 
 from tfresflow.lipschitz import LipschitzConv2D
-from tfresflow.lipschitz.base import validate_coeff, validate_positive_int
+from tfresflow.lipschitz.base import validate_coeff
 from tfresflow.nets.lipschitz_mlp import LipschitzStack
+from tfresflow.validation import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="tfresflow")
@@ -40,7 +41,7 @@ class LipschitzCNN(LipschitzStack):
                  activation="lipswish", coeff=0.97, padding="same", preactivation=True,
                  kernel_initializer="glorot_uniform", lipschitz_kwargs=None, **kwargs):
         super().__init__(**kwargs)
-        self.channels = validate_positive_int(channels, "channels")
+        self.channels = check_positive_int(channels, "channels")
         self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
         if not self.kernel_sizes or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):
             raise ValueError("`kernel_sizes` must be a non-empty sequence of odd positive "
@@ -53,7 +54,7 @@ class LipschitzCNN(LipschitzStack):
         if len(hidden) != n_hidden:
             raise ValueError(f"`hidden_channels` must be a positive integer or {n_hidden} of "
                              f"them (one per hidden convolution), got {hidden_channels!r}.")
-        self.hidden_channels = tuple(validate_positive_int(h, "hidden_channels") for h in hidden)
+        self.hidden_channels = tuple(check_positive_int(h, "hidden_channels") for h in hidden)
         self.coeff = validate_coeff(coeff)
         if padding not in ("same", "circular"):
             raise ValueError(f"`padding` must be 'same' or 'circular' (the residual function "

@@ -17,8 +17,9 @@ import keras
 
 from tfresflow import activations as lip_activations
 from tfresflow.lipschitz import LipschitzDense, NormOrder, chain_orders, check_chained
-from tfresflow.lipschitz.base import validate_coeff, validate_positive_int
+from tfresflow.lipschitz.base import validate_coeff
 from tfresflow.lipschitz.induced_norms import order_to_config, validate_order
+from tfresflow.validation import check_positive_int
 
 
 class LipschitzStack(keras.layers.Layer):
@@ -92,8 +93,8 @@ class LipschitzMLP(LipschitzStack):
                  domains=None, codomains=None, learn_orders=False, preactivation=True,
                  kernel_initializer="glorot_uniform", lipschitz_kwargs=None, **kwargs):
         super().__init__(**kwargs)
-        self.event_size = validate_positive_int(event_size, "event_size")
-        self.hidden_units = tuple(validate_positive_int(h, "hidden_units") for h in hidden_units)
+        self.event_size = check_positive_int(event_size, "event_size")
+        self.hidden_units = tuple(check_positive_int(h, "hidden_units") for h in hidden_units)
         self.coeff = validate_coeff(coeff)
         self.learn_orders = bool(learn_orders)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
