@@ -7,7 +7,9 @@ them, standard normal base) trained with
 * the ordinary gradient (``relative=False``): Euclidean gradient, ``W^{-T}`` by an explicit
   inverse in every step (the paper's "ordinary" baseline),
 
-from the same initialisation, data order and optimiser (Adam, or SGD with momentum). The exact
+from the same initialisation, data order and optimiser (Adam, or SGD with momentum). Training
+batches get fresh dequantisation noise (``Digits.dequantized_train_dataset``; ``--fixed-noise``
+trains on the loader's single draw, which both methods overfit). The exact
 validation NLL is computed by a callback every ``--eval-every`` passes; each run keeps the
 weights of its best validation (``EarlyStopping(restore_best_weights=True)``) and reports the test
 log-likelihood (nats per image, mean +- 2 standard errors) on the standardised data and on the
@@ -69,9 +71,12 @@ def run(data, relative, args, seed):
     # per-call and per-epoch overheads would otherwise hide the cost of the step itself.
     steps_per_pass = len(data.train) // args.batch_size
     model.compile(optimizer=optimizer, steps_per_execution=steps_per_pass)
-    train = (tf.data.Dataset.from_tensor_slices(data.train)
-             .shuffle(len(data.train), seed=seed, reshuffle_each_iteration=True)
-             .repeat().batch(args.batch_size, drop_remainder=True).prefetch(2))
+    if args.fixed_noise:
+        train = (tf.data.Dataset.from_tensor_slices(data.train)
+                 .shuffle(len(data.train), seed=seed, reshuffle_each_iteration=True)
+                 .repeat().batch(args.batch_size, drop_remainder=True).prefetch(2))
+    else:
+        train = data.dequantized_train_dataset(args.batch_size, seed=seed)
     clock = _EpochClock()
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
                                          restore_best_weights=True)
@@ -111,6 +116,9 @@ def main(argv=None):
                         help="passes over the training data between validations")
     parser.add_argument("--patience", type=int, default=10,
                         help="validations without improvement before stopping")
+    parser.add_argument("--fixed-noise", action="store_true",
+                        help="train on the one fixed dequantisation draw instead of fresh noise "
+                             "in every batch")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--verbose", type=int, default=0)
     parser.add_argument("--json", default=None, help="write the results here")

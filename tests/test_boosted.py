@@ -5,8 +5,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfresflow as trf
-from tfresflow.distributions import BatchedAffineCoupling, BoostedFlow, stack_coupling_flows
-from tfresflow.distributions.boosted import _supports_selection, forward_select
+from tfresflow.bijectors import BatchedAffineCoupling
+from tfresflow.distributions import BoostedFlow, stack_coupling_flows
+from tfresflow.bijectors.batched_coupling import forward_select
+from tfresflow.distributions.boosted import _supports_selection
 
 tfd = tfp.distributions
 

@@ -2,6 +2,7 @@
 from tfresflow.bijectors.actnorm import ActNorm
 from tfresflow.bijectors.base import KerasBijector  # noqa: F401
 from tfresflow.bijectors.coupling import AffineCoupling
+from tfresflow.bijectors.batched_coupling import BatchedAffineCoupling  # noqa: F401
 from tfresflow.bijectors.elementwise import SmoothLeakyReLU, TanhLinear
 from tfresflow.bijectors.relative_gradient import RelativeGradientLinear
 from tfresflow.bijectors.residual import ResidualBlock

@@ -22,7 +22,8 @@ Two forms:
   event shape and scalar batch shape;
 * **batched form** (``tfd.MixtureSameFamily``-style): ``components`` is *one* distribution
   whose rightmost batch dimension indexes the C components, e.g. a
-  ``tfd.TransformedDistribution`` over a chain of :class:`BatchedAffineCoupling` (one bijector
+  ``tfd.TransformedDistribution`` over a chain of
+  :class:`~tfresflow.bijectors.BatchedAffineCoupling` (one bijector
   holding C parameter sets, batch shape ``[C]``) built by :func:`stack_coupling_flows`. Its
   ``log_prob`` evaluates all components in one vectorised pass; sampling still runs only the
   chosen component's parameters when every step implements ``forward_component`` (other
@@ -33,7 +34,6 @@ Batch and event shapes follow TFP: the mixture has the components' event shape a
 shape ``[]`` (the component axis is reduced), ``sample(sample_shape)`` has shape
 ``sample_shape + event_shape``.
 """
-import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -43,14 +43,15 @@ from tensorflow_probability.python.distributions.transformed_distribution import
 from tensorflow_probability.python.internal import samplers
 
 from tfresflow import random as trf_random
-from tfresflow.bijectors.base import deserialize_layer, unique_name
-from tfresflow.bijectors.coupling import AffineCoupling, coupling_partition
-from tfresflow.bijectors.serialization import ChainType, InvertType, leaves, register
+from tfresflow.bijectors.batched_coupling import (BatchedAffineCoupling, forward_order,
+                                                  forward_select)
+from tfresflow.bijectors.coupling import AffineCoupling
+from tfresflow.bijectors.serialization import leaves
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-__all__ = ["BoostedFlow", "BatchedMLP", "BatchedAffineCoupling", "stack_coupling_flows"]
+__all__ = ["BoostedFlow", "stack_coupling_flows"]
 
 
 # --------------------------------------------------------------------------- components
@@ -289,215 +290,10 @@ def _supports_selection(dist):
     if tf.TensorShape(dist.distribution.batch_shape) != []:
         return False
     try:
-        return all(hasattr(b, "forward_component") for b in _forward_order(dist.bijector))
+        return all(hasattr(b, "forward_component") for b in forward_order(dist.bijector))
     except ValueError:
         return False
 
-
-def _forward_order(bijector):
-    """Leaves of a ``tfb.Chain`` tree in the order ``forward`` applies them."""
-    if isinstance(bijector, ChainType):
-        return [leaf for b in reversed(bijector.bijectors) for leaf in _forward_order(b)]
-    if isinstance(bijector, InvertType):
-        raise ValueError("Component selection does not support tfb.Invert steps.")
-    return [bijector]
-
-
-def forward_select(bijector, z, component_ids, num_components):
-    """Applies, row by row, the forward map of component ``component_ids[n]`` to ``z[n]``.
-
-    ``bijector`` is a batched step with ``forward_component(z, c)`` or a ``tfb.Chain`` of them.
-    Rows are partitioned by component once; each group runs through its own parameter sets
-    only, and the results are stitched back in the original row order.
-    """
-    steps = _forward_order(bijector)
-    rows = tf.dynamic_partition(tf.range(tf.shape(z)[0]), component_ids, num_components)
-    parts = []
-    for c in range(num_components):
-        x = tf.gather(z, rows[c])
-        for step in steps:
-            x = step.forward_component(x, c)
-        parts.append(x)
-    return tf.dynamic_stitch(rows, parts)
-
-
-@keras.saving.register_keras_serializable(package="tfresflow")
-class BatchedMLP(keras.layers.Layer):
-    """C independent MLPs ``Dense -> act -> ... -> Dense(out_units)`` held as stacked weights.
-
-    Kernels have shape ``[C, in, out]`` and biases ``[C, out]``. ``call(a)`` takes
-    ``a`` of shape ``[..., C or 1, in]`` and returns ``[..., C, out]`` (network c applied to
-    slice c; a singleton component axis is broadcast) in one batched matmul per layer.
-    :meth:`call_component` applies network ``c`` alone to ``[m, in]`` rows. Hidden layers use
-    per-network Glorot-uniform initialisation; the output layer starts at zero (identity
-    couplings), as :class:`tfresflow.nets.mlp.MLP`.
-    """
-
-    def __init__(self, num_components, out_units, hidden_units=(64, 64), activation="tanh",
-                 zero_init_output=True, **kwargs):
-        super().__init__(**kwargs)
-        if int(num_components) < 1:
-            raise ValueError(f"`num_components` must be >= 1, got {num_components!r}.")
-        if int(out_units) < 1 or any(int(h) < 1 for h in hidden_units):
-            raise ValueError("`out_units` and `hidden_units` must be positive integers, got "
-                             f"{out_units!r} and {hidden_units!r}.")
-        self.num_components = int(num_components)
-        self.out_units = int(out_units)
-        self.hidden_units = tuple(int(h) for h in hidden_units)
-        self.activation = activation
-        self._act = keras.activations.get(activation)
-        self.zero_init_output = bool(zero_init_output)
-
-    def build(self, input_shape):
-        sizes = [int(input_shape[-1]), *self.hidden_units, self.out_units]
-        self.kernels, self.biases = [], []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            last = i == len(sizes) - 2
-            limit = float(np.sqrt(6.0 / (fan_in + fan_out)))
-            init = ("zeros" if last and self.zero_init_output
-                    else keras.initializers.RandomUniform(-limit, limit))
-            self.kernels.append(self.add_weight(
-                shape=(self.num_components, fan_in, fan_out), initializer=init,
-                name=f"kernel_{i}"))
-            self.biases.append(self.add_weight(
-                shape=(self.num_components, fan_out), initializer="zeros", name=f"bias_{i}"))
-        self.built = True
-
-    def call(self, a):
-        # Component axis first, so each layer is C GEMMs of M rows:
-        # [..., K, in] -> [K, M, in] (K = C or 1) @ [C, in, out] -> [C, M, out].
-        shape = tf.shape(a)
-        h = tf.transpose(tf.reshape(a, [-1, shape[-2], shape[-1]]), [1, 0, 2])
-        for i, (w, b) in enumerate(zip(self.kernels, self.biases)):
-            h = tf.matmul(h, w) + b[:, tf.newaxis, :]
-            if i < len(self.kernels) - 1:
-                h = self._act(h)
-        h = tf.transpose(h, [1, 0, 2])
-        return tf.reshape(h, tf.concat([shape[:-2], [self.num_components, self.out_units]], 0))
-
-    def call_component(self, a, c):
-        """Network ``c`` (a Python int) applied to rows ``a`` of shape ``[m, in]``."""
-        h = a
-        for i, (w, b) in enumerate(zip(self.kernels, self.biases)):
-            h = tf.matmul(h, w[c]) + b[c]
-            if i < len(self.kernels) - 1:
-                h = self._act(h)
-        return h
-
-    def set_from_mlps(self, mlps):
-        """Copies the weights of C built ``tfresflow.nets.mlp.MLP`` layers (same sizes)."""
-        if len(mlps) != self.num_components:
-            raise ValueError(f"Expected {self.num_components} MLPs, got {len(mlps)}.")
-        for i, (w, b) in enumerate(zip(self.kernels, self.biases)):
-            dense = [m.hidden_layers[i] if i < len(m.hidden_layers) else m.output_layer
-                     for m in mlps]
-            w.assign(np.stack([keras.ops.convert_to_numpy(d.kernel) for d in dense]))
-            b.assign(np.stack([keras.ops.convert_to_numpy(d.bias) for d in dense]))
-
-    def get_config(self):
-        return {**super().get_config(), "num_components": self.num_components,
-                "out_units": self.out_units, "hidden_units": list(self.hidden_units),
-                "activation": self.activation, "zero_init_output": self.zero_init_output}
-
-
-@register
-class BatchedAffineCoupling(AffineCoupling):
-    """C affine couplings (same mask sizes, own conditioner weights) as one bijector.
-
-    Batch shape ``[C]`` (TFP convention): ``inverse`` maps data ``[..., C or 1, D]`` to latents
-    ``[..., C, D]``, applying coupling ``c`` to slice ``c``, with exact log-det ``[..., C]``
-    (equations of :class:`tfresflow.bijectors.AffineCoupling`). A
-    ``tfd.TransformedDistribution`` over a chain of these has batch shape ``[C]`` and serves as
-    the components of a batched :class:`BoostedFlow`. :meth:`forward_select` applies, per row,
-    only the selected coupling.
-
-    ``reverse`` may be one flag or one flag per component (e.g. the alternating mask offsets of
-    boosted components); the partitions must then have equal sizes (even ``D`` for ``half``),
-    and split/merge gather per-component coordinates from the flattened ``[..., C * D]`` input.
-    """
-
-    def __init__(self, num_components, event_size, hidden_units=(64, 64), mask="half",
-                 reverse=False, activation="tanh", log_scale_clamp=2.0, conditioner=None,
-                 validate_args=False, name=None):
-        name = unique_name(name, "batched_affine_coupling")
-        self.num_components = int(num_components)
-        flags = [bool(reverse)] * self.num_components if isinstance(reverse, (bool, int)) \
-            else [bool(r) for r in reverse]
-        if len(flags) != self.num_components:
-            raise ValueError(f"`reverse` must be one flag or {self.num_components} flags, got "
-                             f"{reverse!r}.")
-        parts = [coupling_partition(int(event_size), mask, r) for r in flags]
-        if len({(len(cond), len(trans)) for cond, trans in parts}) != 1:
-            raise ValueError(f"{name}: per-component `reverse` flags need partitions of equal "
-                             f"sizes; event_size={event_size} with mask={mask!r} has "
-                             f"{sorted({(len(c), len(t)) for c, t in parts})}.")
-        self.reverse_flags = tuple(flags)
-        self._parts = parts
-        if conditioner is None:
-            conditioner = BatchedMLP(self.num_components, 2 * len(parts[0][1]), hidden_units,
-                                     activation=activation, name=f"{name}_conditioner")
-        else:
-            conditioner = deserialize_layer(conditioner)
-        super().__init__(event_size, hidden_units=hidden_units, mask=mask, reverse=flags[0],
-                         activation=activation, log_scale_clamp=log_scale_clamp,
-                         conditioner=conditioner, validate_args=validate_args, name=name)
-        if conditioner.out_units != 2 * len(self._trans_idx):
-            raise ValueError(f"{name}: conditioner must output {2 * len(self._trans_idx)} units, "
-                             f"got {conditioner.out_units}.")
-        self._mixed = len(set(flags)) > 1
-        if self._mixed:
-            d = int(event_size)
-            offsets = d * np.arange(self.num_components)[:, None]
-            # Flat positions in [..., C * D] of each component's (a, b) coordinates, and of the
-            # merged output in concat([a_c, b_c]) order (C * D, component-major).
-            self._flat_a = (offsets + np.stack([c for c, _ in parts])).ravel()
-            self._flat_b = (offsets + np.stack([t for _, t in parts])).ravel()
-            self._flat_merge = (offsets + np.stack(
-                [np.argsort(np.concatenate(p)) for p in parts])).ravel()
-
-    def get_config(self):
-        flags = self.reverse_flags
-        return {**super().get_config(), "num_components": self.num_components,
-                "reverse": flags[0] if len(set(flags)) == 1 else list(flags)}
-
-    def _batch_shape(self, x_event_ndims):
-        return tf.TensorShape([self.num_components])
-
-    def _batch_shape_tensor(self, x_event_ndims):
-        return tf.constant([self.num_components], tf.int32)
-
-    def _split(self, v):
-        if not self._mixed:
-            return super()._split(v)
-        shape = tf.shape(v)
-        lead = shape[:-2]
-        v = tf.broadcast_to(v, tf.concat([lead, [self.num_components, shape[-1]]], 0))
-        flat = tf.reshape(v, tf.concat([lead, [-1]], 0))
-        n_a, n_b = len(self._parts[0][0]), len(self._parts[0][1])
-        return (tf.reshape(tf.gather(flat, self._flat_a, axis=-1),
-                           tf.concat([lead, [self.num_components, n_a]], 0)),
-                tf.reshape(tf.gather(flat, self._flat_b, axis=-1),
-                           tf.concat([lead, [self.num_components, n_b]], 0)))
-
-    def _merge(self, a, b):
-        # ``a`` may carry a singleton component axis while ``b`` has C: broadcast first.
-        a = tf.broadcast_to(a, tf.concat([tf.shape(b)[:-1], tf.shape(a)[-1:]], 0))
-        if not self._mixed:
-            return super()._merge(a, b)
-        both = tf.concat([a, b], -1)  # [..., C, D] in per-component (a, b) order
-        shape = tf.shape(both)
-        flat = tf.reshape(both, tf.concat([shape[:-2], [-1]], 0))
-        return tf.reshape(tf.gather(flat, self._flat_merge, axis=-1), shape)
-
-    def forward_component(self, z, c):
-        """Sampling direction of coupling ``c`` (a Python int) alone on latents ``[m, D]``."""
-        cond, trans = self._parts[c]
-        a, b = tf.gather(z, cond, axis=-1), tf.gather(z, trans, axis=-1)
-        shift, raw = tf.split(self.conditioner.call_component(a, c), 2, axis=-1)
-        c_clamp = self.log_scale_clamp
-        log_scale = c_clamp * tf.tanh(raw / c_clamp)
-        merged = tf.concat([a, (b - shift) * tf.exp(-log_scale)], -1)
-        return tf.gather(merged, np.argsort(np.concatenate([cond, trans])), axis=-1)
 
 
 def _coupling_steps(model):
