@@ -32,11 +32,11 @@ What to expect (2-core CPU, graph mode; snapshots in ``docs/results/logdet_memor
 Neumann and Neumann+BIF are flat in ``n``; naive grows by about 20 MB per term for one block.
 The paper's Table 1 measures whole models, where backward-in-forward pays off because no
 block's second-order graph is kept until the global backward pass: with ``--blocks 4`` the
-Neumann+BIF tensor peak at ``n = 10`` is about a tenth of naive's. For a single block the floor
-is the double-backward pass itself (forward activations + one recorded VJP + its backward,
-about the cost of two or three naive terms), and Neumann+BIF is about a quarter of naive.
-Graph-mode numbers also depend on the executor's schedule (``--inter-op-threads 1`` makes naive
-use 1.6x more); ``--eager`` runs the step op by op, as PyTorch does.
+Neumann+BIF tensor peak at ``n = 10`` is 0.10 of naive's (RSS increment 0.16). For a single
+block the floor is the double-backward pass itself (forward activations + one recorded VJP + its
+backward, about the cost of two or three naive terms): 0.25 of naive in graph mode, 0.14 with
+``--eager`` (the step run op by op, as PyTorch does). Graph-mode numbers also depend on the
+executor's schedule (``--inter-op-threads 1`` makes naive use 1.6x more).
 
 Usage::
 
