@@ -19,6 +19,13 @@ the wall time of ``fit``.
 The training ``loss`` printed by ``fit`` leaves out ``-sum_k log|det W_k|`` (never computed in
 a step); ``val_loss`` and the reported test numbers are exact (LU).
 
+Measured (2 seeds, defaults): relative -53.87/-54.19, ordinary -49.12/-49.18 nats; paired
+difference -4.75 +- 0.81 and -5.01 +- 0.60. The gap persists with SGD, cosine-decayed learning
+rates, 2 layers with alpha = 0.01 (paper's MNIST setting; -54.8 vs -52.5), batch 10 and fixed
+dequantisation noise. Relative training reaches a worse *training* NLL as well, and with SGD it
+diverges at learning rates (>= 3e-4) where ordinary training is stable; at an equal small rate
+(SGD 2e-4, cosine) it is the better of the two (-54.3 vs -56.6).
+
     python examples/relgrad_digits.py --seeds 0,1                 # Adam (about 2 minutes)
     python examples/relgrad_digits.py --seeds 0,1 --optimizer sgd --lr 2e-4 --epochs 3000
 """
