@@ -408,3 +408,5 @@ def test_digits_training_stream_redraws_dequantisation_noise():
     assert abs(u[0].mean() - 0.5) / np.sqrt(1 / 12 / m) < 4.5
     with pytest.raises(ValueError, match="batch_size"):
         data.dequantized_train_dataset(0)
+    with pytest.raises(ValueError, match="batch_size"):
+        data.dequantized_train_dataset(n + 1)

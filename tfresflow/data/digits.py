@@ -24,6 +24,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from tfresflow.validation import check_positive_int
+
 EVENT_SIZE = 64
 LEVELS = 17
 
@@ -61,15 +63,15 @@ class Digits:
         Returns:
           A ``tf.data.Dataset`` of float32 ``[batch_size, 64]`` batches.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or not 0 < batch_size <= len(self.train_pixels):
-            raise ValueError(f"`batch_size` must be an integer in [1, {len(self.train_pixels)}] "
-                             f"(the training set size), got {batch_size!r}.")
+        batch_size = check_positive_int(batch_size, "batch_size")
+        if batch_size > len(self.train_pixels):
+            raise ValueError(f"`batch_size` must be at most the training set size "
+                             f"{len(self.train_pixels)}, got {batch_size}.")
         mean, std = self.mean.astype(np.float32), self.std.astype(np.float32)
         seeds = tf.data.Dataset.random(seed=seed).batch(2)   # one [2] noise seed per batch
         pixels = (tf.data.Dataset.from_tensor_slices(self.train_pixels)
                   .shuffle(len(self.train_pixels), seed=seed, reshuffle_each_iteration=True)
-                  .repeat().batch(int(batch_size), drop_remainder=True))
+                  .repeat().batch(batch_size, drop_remainder=True))
 
         def dequantise(batch, noise_seed):
             u = tf.random.stateless_uniform(tf.shape(batch), tf.cast(noise_seed, tf.int32))
@@ -118,7 +120,8 @@ def load_digits(test_fraction=0.2, validation_fraction=0.0, seed=0):
     n = len(unit)
     n_test = int(round(test_fraction * n))
     n_val = int(round(validation_fraction * n))
-    test, val, train = unit[:n_test], unit[n_test:n_test + n_val], unit[n_test + n_val:]
+    train_rows = slice(n_test + n_val, None)
+    test, val, train = unit[:n_test], unit[n_test:n_test + n_val], unit[train_rows]
     mean, std = train.mean(0), train.std(0)
 
     def standardise(v):
@@ -127,4 +130,4 @@ def load_digits(test_fraction=0.2, validation_fraction=0.0, seed=0):
     return Digits(train=standardise(train), validation=standardise(val),
                   test=standardise(test), mean=mean, std=std,
                   log_det_standardise=float(-np.sum(np.log(std))),
-                  train_pixels=pixels[n_test + n_val:].astype(np.float32))
+                  train_pixels=pixels[train_rows].astype(np.float32))
