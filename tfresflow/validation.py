@@ -1,4 +1,10 @@
-"""Input checks that turn bad data and arguments into clear errors instead of silent NaNs."""
+"""Input checks that turn bad data and arguments into clear errors instead of silent NaNs.
+
+Every argument check of the package lives here, so one kind of argument is checked (and its
+error worded) one way everywhere: each function returns the converted value or raises a
+ValueError that names the argument, what was expected and what was given.
+"""
+import math
 import numbers
 
 import numpy as np
@@ -16,6 +22,66 @@ def check_positive_int(value, name, minimum=1):
     if not integral or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
     return int(value)
+
+
+def check_number(value, name, low=None, high=None, low_open=False, high_open=False):
+    """``float(value)`` for a finite real number in the given interval, else a ValueError.
+
+    ``low``/``high`` bound the interval (``None``: unbounded); ``low_open``/``high_open``
+    exclude the bound itself. Bools and non-numbers are rejected.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    ok = not isinstance(value, bool) and math.isfinite(number)
+    if ok and low is not None:
+        ok = number > low if low_open else number >= low
+    if ok and high is not None:
+        ok = number < high if high_open else number <= high
+    if not ok:
+        raise ValueError(f"`{name}` must be {_interval(low, high, low_open, high_open)}, "
+                         f"got {value!r}.")
+    return number
+
+
+def _interval(low, high, low_open, high_open):
+    if low is None and high is None:
+        return "a finite number"
+    if high is None:
+        return f"a finite number {'>' if low_open else '>='} {low}"
+    if low is None:
+        return f"a finite number {'<' if high_open else '<='} {high}"
+    return f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+
+def check_coeff(coeff, name="coeff"):
+    """A Lipschitz coefficient: ``float(coeff)`` strictly between 0 and 1, else a ValueError."""
+    try:
+        return check_number(coeff, name, 0.0, 1.0, low_open=True, high_open=True)
+    except ValueError:
+        raise ValueError(
+            f"`{name}` (the Lipschitz coefficient) must be a number strictly between 0 and 1 "
+            f"so that the residual map is a contraction, got {coeff!r}.") from None
+
+
+def check_choice(value, name, choices):
+    """``value`` if it is one of ``choices``, else a ValueError listing them."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
+    return value
+
+
+def check_event_shape(shape, name="event_shape"):
+    """A non-empty list of positive integer sizes (``[2]``, ``[28, 28, 1]``), else ValueError."""
+    try:
+        dims = list(shape) if not isinstance(shape, numbers.Number) else [shape]
+        dims = [check_positive_int(d, name) for d in dims]
+    except (TypeError, ValueError):
+        dims = []
+    if not dims:
+        raise ValueError(f"`{name}` must be a non-empty list of positive sizes, got {shape!r}.")
+    return dims
 
 
 def check_samples(x, event_shape, name="x"):
