@@ -6,6 +6,7 @@ ValueError that names the argument, what was expected and what was given.
 """
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -82,6 +83,22 @@ def check_event_shape(shape, name="event_shape"):
     if not dims:
         raise ValueError(f"`{name}` must be a non-empty list of positive sizes, got {shape!r}.")
     return dims
+
+
+def renamed_argument(new_name, new_value, old_name, old_value, default):
+    """The value of an argument renamed ``old_name`` -> ``new_name`` (old name kept one release).
+
+    Functions declare both parameters with default ``None``; passing the old name warns with a
+    DeprecationWarning and is used as the new one, passing both is a TypeError, passing neither
+    gives ``default``.
+    """
+    if old_value is None:
+        return default if new_value is None else new_value
+    if new_value is not None:
+        raise TypeError(f"Pass `{new_name}` only: `{old_name}` is its deprecated old name.")
+    warnings.warn(f"`{old_name}` is deprecated and will be removed in the next release; use "
+                  f"`{new_name}`.", DeprecationWarning, stacklevel=3)
+    return old_value
 
 
 def check_samples(x, event_shape, name="x"):
