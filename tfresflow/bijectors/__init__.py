@@ -1,5 +1,6 @@
 """TFP bijectors whose parameters live in Keras 3 layers (TFP direction: inverse = density)."""
 from tfresflow.bijectors.actnorm import ActNorm
+from tfresflow.bijectors import tree  # noqa: F401
 from tfresflow.bijectors.base import KerasBijector  # noqa: F401
 from tfresflow.bijectors.coupling import AffineCoupling
 from tfresflow.bijectors.batched_coupling import BatchedAffineCoupling  # noqa: F401
@@ -7,8 +8,8 @@ from tfresflow.bijectors.elementwise import SmoothLeakyReLU, TanhLinear
 from tfresflow.bijectors.relative_gradient import RelativeGradientLinear
 from tfresflow.bijectors.residual import ResidualBlock
 from tfresflow.bijectors.dense_block import DenseBlock
-from tfresflow.bijectors.serialization import (deserialize_bijector, register,  # noqa: F401
-                                               serialize_bijector)
+from tfresflow.bijectors.serialization import (BIJECTORS, deserialize_bijector,  # noqa: F401
+                                               register, serialize_bijector)
 
 register(AffineCoupling)
 register(ActNorm)

@@ -22,10 +22,13 @@ Every method accepts the keyword arguments ``training`` (bool; selects the train
 estimator of stochastic log-dets) and ``seed`` (a stateless seed). TFP keys its cache on them,
 so a new seed gives a new draw.
 """
+import copy
+
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.internal import cache_util
+
+from tfresflow._compat import BijectorCache
 
 tfb = tfp.bijectors
 
@@ -33,7 +36,7 @@ tfb = tfp.bijectors
 class KerasBijector(tfb.Bijector):
     """Base class of tfresflow bijectors whose parameters are Keras 3 layers."""
 
-    _cache = cache_util.BijectorCacheWithGreedyAttrs(
+    _cache = BijectorCache(
         forward_name="_augmented_forward", inverse_name="_augmented_inverse")
 
     #: True when ``inverse_log_det_jacobian`` is a random estimate rather than exact.
@@ -87,6 +90,17 @@ class KerasBijector(tfb.Bijector):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+    def with_name(self, name):
+        """A copy of this step under another ``name`` that shares its Keras layers (weights).
+
+        Used to give repeated steps of a flow distinct names (``tfb.Chain`` routes per-step
+        ``seed``/``training`` by name) without copying weights.
+        """
+        twin = copy.copy(self)
+        twin._name = name  # TFP keeps the name here; parameters record it for get_config
+        twin._parameters = {**self._parameters, "name": name}
+        return twin
 
     # ---------------------------------------------------------------- TFP side
     @classmethod

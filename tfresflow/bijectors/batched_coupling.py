@@ -10,19 +10,11 @@ import tensorflow as tf
 
 from tfresflow.bijectors.base import deserialize_layer, unique_name
 from tfresflow.bijectors.coupling import AffineCoupling, coupling_partition
-from tfresflow.bijectors.serialization import ChainType, InvertType, register
+from tfresflow.bijectors.serialization import register
+from tfresflow.bijectors.tree import forward_order
 from tfresflow.nets.batched_mlp import BatchedMLP
 
 __all__ = ["BatchedAffineCoupling", "forward_select", "forward_order"]
-
-
-def forward_order(bijector):
-    """Leaves of a ``tfb.Chain`` tree in the order ``forward`` applies them."""
-    if isinstance(bijector, ChainType):
-        return [leaf for b in reversed(bijector.bijectors) for leaf in forward_order(b)]
-    if isinstance(bijector, InvertType):
-        raise ValueError("Component selection does not support tfb.Invert steps.")
-    return [bijector]
 
 
 def forward_select(bijector, z, component_ids, num_components):
@@ -108,6 +100,9 @@ class BatchedAffineCoupling(AffineCoupling):
 
     def _batch_shape_tensor(self, x_event_ndims):
         return tf.constant([self.num_components], tf.int32)
+
+    def _conditioner_params(self, a):
+        return self.conditioner(a)  # BatchedMLP maps [..., C, |a|] itself
 
     def _split(self, v):
         if not self._mixed:

@@ -94,8 +94,13 @@ class AffineCoupling(KerasBijector):
                     log_scale_clamp=self.log_scale_clamp,
                     conditioner=serialize_layer(self.conditioner), name=self.name)
 
+    def _conditioner_params(self, a):
+        """The conditioner on ``a`` of any batch shape ``[..., |a|]`` (Keras layers want rank 2)."""
+        flat = self.conditioner(tf.reshape(a, [-1, a.shape[-1]]))
+        return tf.reshape(flat, tf.concat([tf.shape(a)[:-1], tf.shape(flat)[-1:]], 0))
+
     def _shift_and_log_scale(self, a):
-        params = self.conditioner(a)
+        params = self._conditioner_params(a)
         shift, raw = tf.split(params, 2, axis=-1)
         c = self.log_scale_clamp
         return shift, c * tf.tanh(raw / c)

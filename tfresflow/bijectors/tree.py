@@ -13,7 +13,7 @@ from tfresflow._compat import ChainType, InvertType
 tfb = tfp.bijectors
 
 __all__ = ["fold", "leaves", "forward_order", "map_leaves", "chain_kwargs",
-           "data_to_latent_value", "is_chain", "is_invert"]
+           "data_to_latent_value", "with_unique_names", "is_chain", "is_invert"]
 
 
 def is_chain(bijector):
@@ -88,3 +88,33 @@ def data_to_latent_value(bijector, x):
         return apply
 
     return fold(bijector, leaf, chain, lambda node, part: node.inverse)(x)
+
+
+def with_unique_names(bijector, needs_unique, rename):
+    """The tree with every leaf for which ``needs_unique(b)`` holds given a name of its own.
+
+    ``tfb.Chain`` routes per-step keyword arguments by name, so a step that takes them (a seed,
+    ``training``) must not share its name with any other step of the tree. Such a leaf whose
+    name is already used (by an earlier leaf, or by any step that takes no arguments) is
+    replaced by ``rename(b, new_name)`` with ``new_name = f"{name}_{k}"``, the smallest free
+    ``k``; steps that take no arguments (TFP's ``tfb.Permute`` steps, all named "permute") may
+    share names. Returns ``bijector`` itself when no name had to change.
+    """
+    all_leaves = leaves(bijector)
+    reserved = {b.name for b in all_leaves if not needs_unique(b)}
+    used = set()
+    renamed = []
+
+    def fresh(b):
+        name = b.name
+        if name in used or name in reserved:
+            k = 1
+            while f"{name}_{k}" in used or f"{name}_{k}" in reserved:
+                k += 1
+            b = rename(b, f"{name}_{k}")
+            renamed.append(name)
+        used.add(b.name)
+        return b
+
+    result = map_leaves(bijector, lambda b: fresh(b) if needs_unique(b) else b)
+    return result if renamed else bijector

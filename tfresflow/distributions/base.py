@@ -2,20 +2,23 @@
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfresflow.registry import Registry
+
 tfd = tfp.distributions
 
+#: Factories ``event_shape -> tfd.Distribution`` by name.
+BASE_DISTRIBUTIONS = Registry("base distribution")
 
+
+@BASE_DISTRIBUTIONS.register("normal")
 def _standard_normal(event_shape):
     return tfd.Independent(tfd.Normal(tf.zeros(event_shape), tf.ones(event_shape)),
                            reinterpreted_batch_ndims=len(event_shape))
 
 
-BASE_DISTRIBUTIONS = {"normal": _standard_normal}
-
-
 def register_base_distribution(name, factory):
     """Registers ``factory(event_shape) -> tfd.Distribution`` under ``name``."""
-    BASE_DISTRIBUTIONS[name] = factory
+    BASE_DISTRIBUTIONS.register(name, factory)
 
 
 def make_base_distribution(name, event_shape):
@@ -24,7 +27,4 @@ def make_base_distribution(name, event_shape):
     Raises:
       ValueError: for an unknown name.
     """
-    if name not in BASE_DISTRIBUTIONS:
-        raise ValueError(f"Unknown base distribution {name!r}; choose one of "
-                         f"{sorted(BASE_DISTRIBUTIONS)}.")
-    return BASE_DISTRIBUTIONS[name](list(event_shape))
+    return BASE_DISTRIBUTIONS.lookup(name, "base_distribution")(list(event_shape))

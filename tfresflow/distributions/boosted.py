@@ -37,16 +37,12 @@ shape ``[]`` (the component axis is reduced), ``sample(sample_shape)`` has shape
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
-# tfd.TransformedDistribution over non-CompositeTensor bijectors (ours) is this base class.
-from tensorflow_probability.python.distributions.transformed_distribution import \
-    _TransformedDistribution as TransformedDistributionType
-from tensorflow_probability.python.internal import samplers
 
 from tfresflow import random as trf_random
-from tfresflow.bijectors.batched_coupling import (BatchedAffineCoupling, forward_order,
-                                                  forward_select)
+from tfresflow._compat import TransformedDistributionType, samplers
+from tfresflow.bijectors.batched_coupling import BatchedAffineCoupling, forward_select
 from tfresflow.bijectors.coupling import AffineCoupling
-from tfresflow.bijectors.serialization import leaves
+from tfresflow.bijectors.tree import forward_order, leaves
 
 tfb = tfp.bijectors
 tfd = tfp.distributions

@@ -20,9 +20,10 @@ Registered as the base distribution ``"hypsecant"`` (i.i.d. standard coordinates
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.internal import (dtype_util, parameter_properties,
-                                                    prefer_static as ps, reparameterization,
-                                                    samplers, tensor_util)
+
+from tfresflow._compat import (dtype_util, parameter_properties, reparameterization, samplers,
+                               tensor_util)
+from tfresflow._compat import prefer_static as ps
 
 from tfresflow.distributions.base import register_base_distribution
 

@@ -30,20 +30,21 @@ import numpy as np
 import tensorflow as tf
 
 from tfresflow import random as trf_random
+from tfresflow.registry import Registry
 
-_ESTIMATORS = {}
+#: Log-det estimator classes by class name (for deserialisation).
+ESTIMATORS = Registry("log-det estimator")
 
 
 def register_estimator(cls):
     """Class decorator registering a :class:`LogDetEstimator` subclass for deserialisation."""
-    _ESTIMATORS[cls.__name__] = cls
-    return cls
+    return ESTIMATORS.register(cls)
 
 
 def serialize_estimator(estimator):
     """``{"class_name": ..., "config": ...}`` description of a registered estimator."""
     name = type(estimator).__name__
-    if _ESTIMATORS.get(name) is not type(estimator):
+    if ESTIMATORS.get(name) is not type(estimator):
         raise ValueError(f"Log-det estimator class {name} is not registered with "
                          "tfresflow.logdet.register_estimator.")
     return {"class_name": name, "config": estimator.get_config()}
@@ -55,10 +56,7 @@ def deserialize_estimator(config):
         return config
     if not isinstance(config, dict) or "class_name" not in config:
         raise TypeError(f"Expected a LogDetEstimator or its serialised dict, got {config!r}.")
-    kind = config["class_name"]
-    if kind not in _ESTIMATORS:
-        raise ValueError(f"Unknown log-det estimator {kind!r}; registered: {sorted(_ESTIMATORS)}.")
-    return _ESTIMATORS[kind].from_config(config.get("config", {}))
+    return ESTIMATORS.lookup(config["class_name"]).from_config(config.get("config", {}))
 
 
 class LogDetEstimator:
@@ -124,8 +122,3 @@ def event_size(x):
         raise ValueError(f"The event shape must be static, got {x.shape}.")
     return int(np.prod(dims.as_list()))
 
-
-def check_choice(value, name, choices):
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
-    return value

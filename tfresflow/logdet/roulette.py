@@ -34,7 +34,8 @@ import math
 
 import tensorflow as tf
 
-from tfresflow.logdet.base import check_choice
+from tfresflow.registry import Registry
+from tfresflow.validation import check_choice
 
 DISTRIBUTIONS = ("pareto", "geometric", "poisson")
 DEFAULTS = {"geometric": {"p": 0.5}, "poisson": {"lam": 2.0}, "pareto": {"alpha": 2.0}}
@@ -181,7 +182,10 @@ class Pareto(RouletteDistribution):
         return {"alpha": self.alpha}
 
 
-_CLASSES = {cls.name: cls for cls in (Geometric, Poisson, Pareto)}
+#: Roulette distributions of ``N`` by name.
+ROULETTE_DISTRIBUTIONS = Registry("roulette distribution")
+for _cls in (Pareto, Geometric, Poisson):
+    ROULETTE_DISTRIBUTIONS.register(_cls.name, _cls)
 
 
 def make_distribution(distribution, **params):
@@ -196,7 +200,7 @@ def make_distribution(distribution, **params):
     if foreign:
         raise ValueError(f"{foreign} do not apply to distribution={distribution!r} "
                          f"(its parameter: {sorted(DEFAULTS[distribution])}).")
-    return _CLASSES[distribution](**{**DEFAULTS[distribution], **given})
+    return ROULETTE_DISTRIBUTIONS[distribution](**{**DEFAULTS[distribution], **given})
 
 
 def roulette_weight(dist, k, n_exact):

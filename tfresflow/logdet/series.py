@@ -36,13 +36,13 @@ import contextlib
 import functools
 
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util  # XLA-context test used by while_v2
 
 from tfresflow import random as trf_random
+from tfresflow._compat import in_xla_context
 from tfresflow.logdet.backward_in_forward import backward_in_forward
-from tfresflow.logdet.base import LogDetEstimator, check_choice, event_axes
+from tfresflow.logdet.base import LogDetEstimator, event_axes
 from tfresflow.logdet.probes import PROBES, hutchinson_probes
-from tfresflow.validation import check_positive_int
+from tfresflow.validation import check_choice, check_positive_int
 
 
 def series_chain(vjp, v, n_terms, weight, neumann, max_terms=None):
@@ -77,13 +77,6 @@ def series_chain(vjp, v, n_terms, weight, neumann, max_terms=None):
     state = (tf.constant(1, tf.int32), v, est0) + ((tf.zeros_like(v),) if neumann else ())
     out = tf.while_loop(lambda k, *_: k <= n_terms, body, state, maximum_iterations=max_terms)
     return out[2], (out[3] if neumann else None)
-
-
-def in_xla_context():
-    """Whether the graph being built will be compiled by XLA (``jit_compile=True``)."""
-    if tf.executing_eagerly():
-        return False
-    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 class PowerSeriesEstimator(LogDetEstimator):

@@ -27,8 +27,8 @@ import tensorflow_probability as tfp
 
 from tfresflow import random as trf_random
 from tfresflow.bijectors.base import KerasBijector
-from tfresflow.bijectors.serialization import (ChainType, InvertType, deserialize_bijector,
-                                               leaves, serialize_bijector)
+from tfresflow.bijectors import tree
+from tfresflow.bijectors.serialization import deserialize_bijector, serialize_bijector
 from tfresflow.distributions.base import make_base_distribution
 from tfresflow.lipschitz import LipschitzUpdate, find_lipschitz_layers
 from tfresflow.validation import check_samples
@@ -37,26 +37,10 @@ tfb = tfp.bijectors
 tfd = tfp.distributions
 
 
-def _data_to_latent_value(bijector, x):
-    """The data -> latent map of a bijector tree without log-dets or caching."""
-    if isinstance(bijector, ChainType):
-        for b in bijector.bijectors:
-            x = _data_to_latent_value(b, x)
-        return x
-    if isinstance(bijector, KerasBijector):
-        return bijector.data_to_latent_value(x)
-    return bijector.inverse(x)
-
-
 def _step_kwargs(bijector, seeds, training):
     """Per-step keyword arguments for a bijector tree (``tfb.Chain`` routes them by name)."""
-    if isinstance(bijector, ChainType):
-        return {b.name: _step_kwargs(b, seeds, training) for b in bijector.bijectors}
-    if isinstance(bijector, InvertType):
-        return _step_kwargs(bijector.bijector, seeds, training)
-    if isinstance(bijector, KerasBijector):
-        return {"training": training, "seed": next(seeds)}
-    return {}
+    return tree.chain_kwargs(bijector, lambda b: {"training": training, "seed": next(seeds)}
+                             if isinstance(b, KerasBijector) else {})
 
 
 @keras.saving.register_keras_serializable(package="tfresflow")
@@ -64,8 +48,11 @@ class FlowModel(keras.Model):
     """Normalising-flow density model trained with Keras ``fit``.
 
     Args:
-      bijector: a tfresflow bijector or a ``tfb.Chain`` / ``tfb.Invert`` tree of them
-        (``forward`` = latent -> data). Each step must have a unique name.
+      bijector: a tfresflow bijector or a ``tfb.Chain`` / ``tfb.Invert`` tree of tfresflow
+        bijectors and TFP's stateless ones (``tfb.Permute``, ...), ``forward`` = latent -> data.
+        tfresflow steps that share a name with another step are given unique names
+        automatically (copies sharing their weights; ``tfb.Chain`` routes per-step ``seed`` and
+        ``training`` by name); steps without per-step arguments may share names.
       event_shape: shape of one data point, e.g. ``[2]``.
       base_distribution: name of the base distribution (``"normal"`` by default, see
         :func:`tfresflow.distributions.base.make_base_distribution`).
@@ -82,12 +69,9 @@ class FlowModel(keras.Model):
         if not self.event_shape or any(d < 1 for d in self.event_shape):
             raise ValueError(f"`event_shape` must be a non-empty list of positive sizes, "
                              f"got {event_shape!r}.")
-        steps = leaves(bijector)
-        names = [b.name for b in steps]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"Flow steps must have unique names (tfb.Chain routes seeds by "
-                             f"name); duplicated: {duplicates}.")
+        bijector = tree.with_unique_names(bijector, lambda b: isinstance(b, KerasBijector),
+                                          lambda b, name: b.with_name(name))
+        steps = tree.leaves(bijector)
         for b in steps:
             if not isinstance(b, KerasBijector) and b.trainable_variables:
                 raise ValueError(
@@ -100,7 +84,9 @@ class FlowModel(keras.Model):
         # tracks the weights through ``flow_layers`` below.
         object.__setattr__(self, "_flow", bijector)
         self._keras_steps = [b for b in steps if isinstance(b, KerasBijector)]
-        self.flow_layers = [layer for b in self._keras_steps for layer in b.keras_layers()]
+        # A step repeated in the tree (shared weights) lists its layers once.
+        layers = [layer for b in self._keras_steps for layer in b.keras_layers()]
+        self.flow_layers = list({id(layer): layer for layer in layers}.values())
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.build((None, *self.event_shape))
 
@@ -215,7 +201,8 @@ class FlowModel(keras.Model):
         flat = tf.reshape(x, [-1, size])
         with tf.GradientTape() as tape:
             tape.watch(flat)
-            z = _data_to_latent_value(self._flow, tf.reshape(flat, [-1, *self.event_shape]))
+            z = tree.data_to_latent_value(self._flow,
+                                          tf.reshape(flat, [-1, *self.event_shape]))
             z_flat = tf.reshape(z, [-1, size])
         log_det = tf.linalg.slogdet(tape.batch_jacobian(z_flat, flat))[1]
         log_prob = self.base().log_prob(z) + log_det
