@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from scipy import optimize
 
-from tfresflow import activations
+from tfresflow.lipschitz import activations
 
 SOFTPLUS_HALF = math.log1p(math.exp(0.5))      # beta of the reference initialisation
 

@@ -27,7 +27,8 @@ if _keras.backend.backend() != "tensorflow":
 
 from tfresflow import random  # noqa: E402,F401
 from tfresflow import logdet  # noqa: E402,F401
-from tfresflow import activations, lipschitz  # noqa: E402,F401
+from tfresflow import lipschitz  # noqa: E402,F401
+from tfresflow.lipschitz import activations  # noqa: E402,F401  (former home tfresflow.activations)
 from tfresflow import bijectors  # noqa: E402,F401
 from tfresflow import data  # noqa: E402,F401
 from tfresflow import models  # noqa: E402,F401

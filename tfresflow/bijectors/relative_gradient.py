@@ -201,6 +201,11 @@ class RelativeGradientLinear(KerasBijector):
     #: In ``training=True`` mode the returned log-det leaves out the value of ``log|det W|``
     #: (its gradient is still the exact one); ``training=False`` values are exact.
     training_log_det_is_partial = True
+    #: What ``FlowModel.fit`` prints once when a flow has such steps.
+    training_loss_note = (
+        "note: the training `loss` leaves out -sum_k log|det W_k| (never computed in a "
+        "relative-gradient step; its gradient is applied); `val_loss`, evaluate() and "
+        "log_prob() are the exact NLL (log|det W| by LU).")
 
     def __init__(self, event_size, use_bias=True, relative=True,
                  kernel_initializer="orthogonal", seed=None, weights=None,

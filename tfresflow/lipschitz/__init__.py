@@ -8,6 +8,7 @@
 * :func:`power_iteration` (generalised, mixed norms), :func:`subspace_iteration` (spectral,
   block power method): the estimators themselves.
 """
+from tfresflow.lipschitz import activations  # noqa: F401
 from tfresflow.lipschitz.base import LipschitzLayer, validate_coeff  # noqa: F401
 from tfresflow.lipschitz.callbacks import (LipschitzUpdate, find_lipschitz_layers,  # noqa: F401
                                            update_lipschitz_layers)

@@ -2,6 +2,7 @@
 from tfresflow.models.flow_model import FlowModel  # noqa: F401
 from tfresflow.models.builders import MODEL_BUILDERS, build_model, register_model  # noqa: F401
 from tfresflow.models.residual import densenet_flow, residual_flow  # noqa: F401
-from tfresflow.models.relgrad import RelativeGradientFlowModel, relgrad_flow  # noqa: F401
+from tfresflow.models.relgrad import (RelativeGradientFlowModel, log_det_weights,  # noqa: F401
+                                     relgrad_flow)
 from tfresflow.models.boosting import (BoostedFlowTrainer,  # noqa: F401
                                        boosted_coupling_components, fit_mixture_weight)

@@ -7,18 +7,17 @@ import tensorflow_probability as tfp
 
 from tfresflow.bijectors.coupling import AffineCoupling
 from tfresflow.models.flow_model import FlowModel
+from tfresflow.registry import Registry
 
 tfb = tfp.bijectors
 
-MODEL_BUILDERS = {}
+#: Model recipes ``fn(event_size, **options)`` by name.
+MODEL_BUILDERS = Registry("model")
 
 
 def register_model(name):
     """Decorator registering a model builder under ``name``."""
-    def decorate(fn):
-        MODEL_BUILDERS[name] = fn
-        return fn
-    return decorate
+    return MODEL_BUILDERS.register(name)
 
 
 def build_model(kind, event_size, **options):
@@ -27,9 +26,7 @@ def build_model(kind, event_size, **options):
     Raises:
       ValueError: for an unknown ``kind``.
     """
-    if kind not in MODEL_BUILDERS:
-        raise ValueError(f"Unknown model {kind!r}; choose one of {sorted(MODEL_BUILDERS)}.")
-    return MODEL_BUILDERS[kind](int(event_size), **options)
+    return MODEL_BUILDERS.lookup(kind, "kind")(int(event_size), **options)
 
 
 @register_model("coupling")

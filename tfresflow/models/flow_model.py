@@ -250,7 +250,21 @@ class FlowModel(keras.Model):
             return check_samples(x, self.event_shape, name=name)
         return x
 
+    @property
+    def training_loss_is_partial(self):
+        """True when the training-mode loss leaves out part of the log-det's value.
+
+        Relative-gradient steps never compute ``log|det W|`` in training mode (only its
+        gradient), so ``fit``'s ``loss`` is then not the NLL; evaluation is exact.
+        """
+        return any(getattr(b, "training_log_det_is_partial", False) for b in self._keras_steps)
+
     def fit(self, x=None, y=None, **kwargs):
+        if kwargs.get("verbose", "auto") != 0:
+            notes = {getattr(b, "training_loss_note", None) for b in self._keras_steps
+                     if getattr(b, "training_log_det_is_partial", False)}
+            for note in sorted(n for n in notes if n):
+                print(note, flush=True)
         if y is not None:
             raise ValueError("FlowModel is trained by maximum likelihood: pass data `x` only, "
                              "no labels `y`.")

@@ -9,8 +9,12 @@ Training: ``fit`` (and any tape on ``log_prob``) receives relative gradients thr
 bijectors' custom gradients, so any Keras optimiser applies them. A ``fit`` step uses
 ``training=True``, which never computes a determinant, LU or inverse: **the training ``loss``
 shown by ``fit`` leaves out ``-sum_k log|det W_k|``** (its gradient is included).
-:class:`RelativeGradientFlowModel` prints this once per ``fit``; ``val_loss``, ``evaluate``
-and ``log_prob`` (``training=False``) are exact (``log|det W|`` by LU).
+``FlowModel.fit`` prints :data:`PARTIAL_LOSS_NOTE` once per call for such flows; ``val_loss``,
+``evaluate`` and ``log_prob`` (``training=False``) are exact (``log|det W|`` by LU).
+
+References:
+  Gresele, Fissore, Javaloy, Schölkopf & Hyvärinen (2020), "Relative gradient optimization
+  of the Jacobian term in unsupervised deep learning", NeurIPS, arXiv:2006.15090.
 """
 import keras
 import tensorflow as tf
@@ -20,39 +24,33 @@ from tfresflow.bijectors.elementwise import SmoothLeakyReLU, TanhLinear
 from tfresflow.bijectors.relative_gradient import RelativeGradientLinear
 from tfresflow.models.builders import register_model
 from tfresflow.models.flow_model import FlowModel
+from tfresflow.registry import Registry
+from tfresflow.validation import check_positive_int
 
 tfb = tfp.bijectors
 
-ACTIVATIONS = {"smooth_leaky_relu": SmoothLeakyReLU, "tanh_linear": TanhLinear}
+#: The elementwise activations of relative-gradient flows (paper eqs. 34-35).
+ACTIVATIONS = Registry("relative-gradient activation")
+ACTIVATIONS.register("smooth_leaky_relu", SmoothLeakyReLU)
+ACTIVATIONS.register("tanh_linear", TanhLinear)
 
-PARTIAL_LOSS_NOTE = (
-    "note: the training `loss` leaves out -sum_k log|det W_k| (never computed in a "
-    "relative-gradient step; its gradient is applied); `val_loss`, evaluate() and log_prob() "
-    "are the exact NLL (log|det W| by LU).")
+PARTIAL_LOSS_NOTE = RelativeGradientLinear.training_loss_note
+
+#: Load alias: models saved as ``RelativeGradientFlowModel`` (a ``FlowModel`` subclass of
+#: earlier releases) load as plain ``FlowModel``s, which behave identically.
+RelativeGradientFlowModel = FlowModel
+keras.saving.get_custom_objects()["tfresflow>RelativeGradientFlowModel"] = FlowModel
 
 
-@keras.saving.register_keras_serializable(package="tfresflow")
-class RelativeGradientFlowModel(FlowModel):
-    """A :class:`FlowModel` whose ``fit`` says that the training loss omits ``log|det W|``.
+def linear_steps(model):
+    """The :class:`RelativeGradientLinear` steps of a flow model, data -> latent order."""
+    return [b for b in model.steps if isinstance(b, RelativeGradientLinear)]
 
-    Behaves exactly as ``FlowModel`` otherwise (a plain ``FlowModel`` of the same bijectors
-    trains identically).
-    """
 
-    def linear_steps(self):
-        """The :class:`RelativeGradientLinear` steps, data -> latent order."""
-        return [b for b in self._keras_steps if isinstance(b, RelativeGradientLinear)]
-
-    def log_det_weights(self):
-        """``sum_k log|det W_k|`` by LU: the value the training loss leaves out."""
-        values = [b.log_det_value() for b in self.linear_steps()]
-        return tf.add_n(values) if values else tf.zeros([])
-
-    def fit(self, x=None, y=None, **kwargs):
-        if kwargs.get("verbose", "auto") != 0 and any(
-                getattr(b, "training_log_det_is_partial", False) for b in self._keras_steps):
-            print(PARTIAL_LOSS_NOTE, flush=True)
-        return super().fit(x, y, **kwargs)
+def log_det_weights(model):
+    """``sum_k log|det W_k|`` by LU: the value a relative-gradient training loss leaves out."""
+    values = [b.log_det_value() for b in linear_steps(model)]
+    return tf.add_n(values) if values else tf.zeros([])
 
 
 @register_model("relgrad")
@@ -72,14 +70,13 @@ def relgrad_flow(event_size, n_steps=2, activation="smooth_leaky_relu", alpha=No
       relative: relative (``True``) or ordinary (``False``) gradients.
       base_distribution: ``"normal"`` or ``"hypsecant"``.
       seed: seed of the orthogonal initialisation and of the model's noise.
+
+    Returns:
+      A :class:`FlowModel`.
     """
-    n_steps = int(n_steps)
-    if n_steps < 1:
-        raise ValueError(f"`n_steps` must be a positive integer, got {n_steps!r}.")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"Unknown `activation` {activation!r}; choose one of "
-                         f"{sorted(ACTIVATIONS)}.")
-    if activation == "smooth_leaky_relu":
+    n_steps = check_positive_int(n_steps, "n_steps")
+    activation_cls = ACTIVATIONS.lookup(activation, "activation")
+    if activation_cls is SmoothLeakyReLU:
         def make_activation(i):
             return SmoothLeakyReLU(alpha=0.3 if alpha is None else alpha, name=f"act_{i}")
     else:
@@ -93,7 +90,5 @@ def relgrad_flow(event_size, n_steps=2, activation="smooth_leaky_relu", alpha=No
         steps.append(RelativeGradientLinear(event_size, use_bias=use_bias, relative=relative,
                                             seed=None if seed is None else int(seed) * 1009 + i,
                                             name=f"linear_{i}"))
-    return RelativeGradientFlowModel(tfb.Chain(steps, name="relgrad_flow"),
-                                     event_shape=[event_size],
-                                     base_distribution=base_distribution, seed=seed,
-                                     name="relgrad_flow_model")
+    return FlowModel(tfb.Chain(steps, name="relgrad_flow"), event_shape=[event_size],
+                     base_distribution=base_distribution, seed=seed, name="relgrad_flow_model")

@@ -21,7 +21,7 @@ import math
 import keras
 import tensorflow as tf
 
-from tfresflow import activations
+from tfresflow.lipschitz import activations
 from tfresflow.lipschitz import LipschitzConv2D, LipschitzDense
 
 _SOFTPLUS_INV_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_INV_ONE) == 1

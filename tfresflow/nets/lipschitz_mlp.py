@@ -15,7 +15,7 @@ import math
 
 import keras
 
-from tfresflow import activations as lip_activations
+from tfresflow.lipschitz import activations as lip_activations
 from tfresflow.lipschitz import LipschitzDense, NormOrder, chain_orders, check_chained
 from tfresflow.lipschitz.base import validate_coeff
 from tfresflow.lipschitz.induced_norms import order_to_config, validate_order
