@@ -11,17 +11,18 @@ import warnings
 import numpy as np
 
 
-def check_positive_int(value, name, minimum=1):
+def check_positive_int(value, name, minimum=1, integral_floats=True):
     """``int(value)`` for an integral number ``>= minimum``, else a ValueError naming ``name``.
 
-    Integral floats (``3.0``, as configs written by other tools may hold) are accepted; bools,
-    non-integral numbers and non-numbers are not.
+    Integral floats (``3.0``, as configs written by other tools may hold) are accepted unless
+    ``integral_floats=False``; bools, non-integral numbers and non-numbers never are.
     """
     integral = (isinstance(value, numbers.Integral) and not isinstance(value, bool)) or (
-        isinstance(value, numbers.Real) and not isinstance(value, bool)
-        and float(value).is_integer())
+        integral_floats and isinstance(value, numbers.Real) and not isinstance(value, bool)
+        and math.isfinite(value) and float(value).is_integer())
     if not integral or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"`{name}` must be {what}, got {value!r}.")
     return int(value)
 
 

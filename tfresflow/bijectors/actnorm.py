@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfresflow.bijectors.base import KerasBijector, unique_name
+from tfresflow.validation import check_event_shape, check_number, check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="tfresflow")
@@ -29,12 +30,8 @@ class ActNormParameters(keras.layers.Layer):
 
     def __init__(self, channels, epsilon=1e-6, **kwargs):
         super().__init__(**kwargs)
-        if int(channels) < 1:
-            raise ValueError(f"`channels` must be a positive integer, got {channels!r}.")
-        if not epsilon > 0.0:
-            raise ValueError(f"`epsilon` must be > 0, got {epsilon!r}.")
-        self.channels = int(channels)
-        self.epsilon = float(epsilon)
+        self.channels = check_positive_int(channels, "channels")
+        self.epsilon = check_number(epsilon, "epsilon", 0.0, low_open=True)
 
     def build(self, input_shape=None):
         if self.built:
@@ -104,10 +101,7 @@ class ActNorm(KerasBijector):
     def __init__(self, event_shape, epsilon=1e-6, validate_args=False, name=None):
         parameters = dict(locals())
         name = unique_name(name, "actnorm")
-        shape = [int(d) for d in np.atleast_1d(event_shape)]
-        if not shape or any(d < 1 for d in shape):
-            raise ValueError(f"`event_shape` must be a non-empty list of positive sizes, got "
-                             f"{event_shape!r}.")
+        shape = check_event_shape(event_shape)
         self.event_shape = shape
         self.epsilon = float(epsilon)
         self.parameters_layer = ActNormParameters(shape[-1], epsilon=epsilon,

@@ -18,6 +18,10 @@ Value and log-det are computed in one pass and shared through TFP's cache
 (``BijectorCacheWithGreedyAttrs``, the ``tfb.FFJORD`` pattern), so
 ``TransformedDistribution.log_prob`` evaluates each step exactly once.
 
+``validate_args=True`` has TFP's meaning: run-time checks of the inputs, off by default for
+speed. Here every step then asserts that its input (data in the density direction, latents in
+the sampling direction) is finite, naming the step, so a NaN is caught where it enters.
+
 Every method accepts the keyword arguments ``training`` (bool; selects the training-time
 estimator of stochastic log-dets) and ``seed`` (a stateless seed). TFP keys its cache on them,
 so a new seed gives a new draw.
@@ -121,11 +125,20 @@ class KerasBijector(tfb.Bijector):
         """
         return self._data_to_latent(x, training=False, seed=None)[0]
 
+    def _checked(self, value, what):
+        """``value``, asserted finite when ``validate_args`` (TFP's run-time input checks)."""
+        if not self.validate_args:
+            return value
+        return tf.debugging.assert_all_finite(
+            value, f"{self.name}: the {what} contains NaN or inf (validate_args=True)")
+
     def _augmented_inverse(self, y, training=False, seed=None):
+        y = self._checked(y, "input of the density direction (inverse)")
         z, log_det = self._data_to_latent(y, training=training, seed=seed)
         return z, {"ildj": log_det, "fldj": -log_det}
 
     def _augmented_forward(self, x, training=False, seed=None):
+        x = self._checked(x, "input of the sampling direction (forward)")
         return self._latent_to_data(x, training=training, seed=seed), {}
 
     def _forward(self, x, training=False, seed=None):

@@ -15,6 +15,7 @@ import tensorflow as tf
 from tfresflow.bijectors.base import (KerasBijector, deserialize_layer, serialize_layer,
                                       unique_name)
 from tfresflow.nets.mlp import MLP
+from tfresflow.validation import check_choice, check_number, check_positive_int
 
 MASKS = ("half", "alternating", "checkerboard")
 
@@ -28,8 +29,7 @@ def coupling_partition(event_size, mask="half", reverse=False):
     """
     if event_size < 2:
         raise ValueError(f"A coupling layer needs `event_size` >= 2, got {event_size}.")
-    if mask not in MASKS:
-        raise ValueError(f"Unknown `mask` {mask!r}; expected one of {MASKS}.")
+    check_choice(mask, "mask", MASKS)
     idx = np.arange(event_size)
     if mask == "half":
         cond, trans = idx[:event_size // 2], idx[event_size // 2:]
@@ -59,14 +59,13 @@ class AffineCoupling(KerasBijector):
                  validate_args=False, name=None):
         parameters = dict(locals())
         name = unique_name(name, "affine_coupling")
-        self.event_size = int(event_size)
+        self.event_size = check_positive_int(event_size, "event_size")
         self.mask = mask
         self.reverse = bool(reverse)
         self.hidden_units = tuple(int(h) for h in hidden_units)
         self.activation = activation
-        if not log_scale_clamp > 0:
-            raise ValueError(f"`log_scale_clamp` must be > 0, got {log_scale_clamp!r}.")
-        self.log_scale_clamp = float(log_scale_clamp)
+        self.log_scale_clamp = check_number(log_scale_clamp, "log_scale_clamp", 0.0,
+                                            low_open=True)
         cond, trans = coupling_partition(self.event_size, mask, self.reverse)
         self._cond_idx, self._trans_idx = cond, trans
         # Position of each coordinate in concat([z_a, z_b]), to restore the original order.

@@ -60,6 +60,7 @@ import tensorflow as tf
 
 from tfresflow.bijectors.base import (KerasBijector, deserialize_layer, serialize_layer,
                                       unique_name)
+from tfresflow.validation import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="tfresflow")
@@ -73,9 +74,7 @@ class SquareAffine(keras.layers.Layer):
     def __init__(self, units, use_bias=True, kernel_initializer="orthogonal",
                  bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
-        if int(units) < 1:
-            raise ValueError(f"`units` must be a positive integer, got {units!r}.")
-        self.units = int(units)
+        self.units = check_positive_int(units, "units")
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -212,11 +211,9 @@ class RelativeGradientLinear(KerasBijector):
                  dtype=tf.float32, name=None):
         parameters = dict(locals())
         name = unique_name(name, "relative_gradient_linear")
-        if int(event_size) < 1:
-            raise ValueError(f"`event_size` must be a positive integer, got {event_size!r}.")
         if not isinstance(relative, bool):
             raise TypeError(f"`relative` must be a bool, got {type(relative).__name__}.")
-        self.event_size = int(event_size)
+        self.event_size = check_positive_int(event_size, "event_size")
         self.relative = relative
         dtype = tf.as_dtype(dtype)
         if not dtype.is_floating:

@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tfresflow.validation import check_positive_int
+from tfresflow.validation import check_number, check_positive_int
 
 EVENT_SIZE = 64
 LEVELS = 17
@@ -100,11 +100,8 @@ def load_digits(test_fraction=0.2, validation_fraction=0.0, seed=0):
       ValueError: for fractions outside their ranges or leaving no training data.
       ImportError: if scikit-learn is not installed (``pip install scikit-learn``).
     """
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"`test_fraction` must be in (0, 1), got {test_fraction!r}.")
-    if not 0 <= validation_fraction < 1:
-        raise ValueError(f"`validation_fraction` must be in [0, 1), got "
-                         f"{validation_fraction!r}.")
+    check_number(test_fraction, "test_fraction", 0.0, 1.0, low_open=True, high_open=True)
+    check_number(validation_fraction, "validation_fraction", 0.0, 1.0, high_open=True)
     if test_fraction + validation_fraction >= 1:
         raise ValueError("`test_fraction` + `validation_fraction` must be < 1 (training data "
                          f"is needed), got {test_fraction!r} + {validation_fraction!r}.")

@@ -7,6 +7,8 @@ the FFJORD / Residual Flows toy code conventions (data roughly within [-4, 4]^2)
 import numpy as np
 import tensorflow as tf
 
+from tfresflow.validation import check_positive_int
+
 
 def _checkerboard(n, rng):
     # 4 x 4 board of 2 x 2 squares on [-4, 4]^2; occupied squares have an even index sum.
@@ -93,8 +95,7 @@ def sample(name, n, seed=0):
     """
     if name not in TOY_DENSITIES:
         raise ValueError(f"Unknown toy density {name!r}; choose one of {toy_names()}.")
-    if int(n) < 1:
-        raise ValueError(f"`n` must be a positive number of points, got {n!r}.")
+    n = check_positive_int(n, "n")
     rng = np.random.default_rng(seed)
     return TOY_DENSITIES[name](int(n), rng).astype(np.float32)
 

@@ -47,7 +47,6 @@ estimate is only a local maximum (the problem is NP-hard in general) and the mar
 guarantee. The state variables use ``aggregation="only_first_replica"``: every replica computes
 the same update from identical (mirrored) weights, and the first replica's value is kept.
 """
-import math
 import weakref
 
 import keras
@@ -57,32 +56,16 @@ import tensorflow as tf
 from tfresflow.lipschitz.power_iteration import (best_restart, matrix_subspace_iteration,
                                                  power_iteration, power_iteration_step,
                                                  subspace_iteration)
-from tfresflow.validation import check_positive_int
+from tfresflow.validation import check_coeff, check_number, check_positive_int
 
 _AGGREGATION = "only_first_replica"
 
 
-def validate_coeff(coeff, name="coeff"):
-    """Returns ``coeff`` as a float, raising ValueError unless ``0 < coeff < 1``."""
-    try:
-        value = float(coeff)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if isinstance(coeff, bool) or not 0.0 < value < 1.0:
-        raise ValueError(
-            f"`{name}` (the Lipschitz coefficient) must be a number strictly between 0 and 1 "
-            f"so that the residual map is a contraction, got {coeff!r}.")
-    return value
+validate_coeff = check_coeff  # former name, kept for one release
 
 
 def _validate_nonnegative(value, name):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if isinstance(value, bool) or not number >= 0.0 or math.isinf(number):
-        raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
-    return number
+    return check_number(value, name, low=0.0)
 
 
 # Eager calls of ``update_normalization`` go through one compiled function per layer (held

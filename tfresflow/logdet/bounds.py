@@ -18,6 +18,8 @@ import math
 
 import numpy as np
 
+from tfresflow.validation import check_number, check_positive_int
+
 
 def _check_lipschitz(lipschitz):
     lip = np.asarray(lipschitz, dtype=np.float64)
@@ -28,16 +30,13 @@ def _check_lipschitz(lipschitz):
 
 
 def _check_dim(dim):
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-        raise ValueError(f"`dim` must be a positive integer, got {dim!r}.")
-    return int(dim)
+    return check_positive_int(dim, "dim", integral_floats=False)
 
 
 def series_tail(lipschitz, n_terms):
     """``sum_{k > n} L^k / k`` (the tail of ``-log(1 - L)``), accurate for tiny tails."""
     lip = float(_check_lipschitz(lipschitz))
-    if isinstance(n_terms, bool) or not isinstance(n_terms, (int, np.integer)) or n_terms < 0:
-        raise ValueError(f"`n_terms` must be an integer >= 0, got {n_terms!r}.")
+    check_positive_int(n_terms, "n_terms", minimum=0, integral_floats=False)
     if lip == 0.0:
         return 0.0
     if n_terms == 0:
@@ -65,8 +64,7 @@ def terms_for_tolerance(lipschitz, dim, tolerance, max_terms=100000):
     Raises:
       ValueError: for a non-positive tolerance, or if more than ``max_terms`` would be needed.
     """
-    if not tolerance > 0.0:
-        raise ValueError(f"`tolerance` must be > 0, got {tolerance!r}.")
+    check_number(tolerance, "tolerance", 0.0, low_open=True)
     dim = _check_dim(dim)
     lip = float(_check_lipschitz(lipschitz))
 

@@ -35,7 +35,7 @@ import math
 import tensorflow as tf
 
 from tfresflow.registry import Registry
-from tfresflow.validation import check_choice
+from tfresflow.validation import check_choice, check_number
 
 DISTRIBUTIONS = ("pareto", "geometric", "poisson")
 DEFAULTS = {"geometric": {"p": 0.5}, "poisson": {"lam": 2.0}, "pareto": {"alpha": 2.0}}
@@ -84,9 +84,7 @@ class Geometric(RouletteDistribution):
     name = "geometric"
 
     def __init__(self, p=0.5):
-        if not 0.0 < p < 1.0:
-            raise ValueError(f"`p` of the geometric distribution must be in (0, 1), got {p!r}.")
-        self.p = float(p)
+        self.p = check_number(p, "p", 0.0, 1.0, low_open=True, high_open=True)
 
     def sample(self, seed):
         u = _uniform_open_closed(seed)
@@ -113,9 +111,7 @@ class Poisson(RouletteDistribution):
     name = "poisson"
 
     def __init__(self, lam=2.0):
-        if not lam > 0.0:
-            raise ValueError(f"`lam` of the Poisson distribution must be > 0, got {lam!r}.")
-        self.lam = float(lam)
+        self.lam = check_number(lam, "lam", 0.0, low_open=True)
 
     def sample(self, seed):
         # Inverse CDF by sequential search (``stateless_poisson`` has no XLA kernel).
@@ -155,10 +151,8 @@ class Pareto(RouletteDistribution):
     name = "pareto"
 
     def __init__(self, alpha=2.0):
-        if not alpha > 1.0:
-            raise ValueError("`alpha` of the Pareto distribution must be > 1 (finite expected "
-                             f"number of terms), got {alpha!r}.")
-        self.alpha = float(alpha)
+        # alpha > 1: a finite expected number of terms.
+        self.alpha = check_number(alpha, "alpha", 1.0, low_open=True)
 
     def sample(self, seed):
         u = _uniform_open_closed(seed)

@@ -23,7 +23,7 @@ import warnings
 from tfresflow.logdet.base import register_estimator
 from tfresflow.logdet.roulette import make_distribution, roulette_weight
 from tfresflow.logdet.series import PowerSeriesEstimator
-from tfresflow.validation import check_positive_int
+from tfresflow.validation import check_number, check_positive_int
 
 
 @register_estimator
@@ -53,8 +53,8 @@ class Unbiased(PowerSeriesEstimator):
                                                      minimum=0)
         self.distribution = make_distribution(distribution, p=p, lam=lam, alpha=alpha)
         if lipschitz is not None:
-            if not 0.0 < lipschitz < 1.0:
-                raise ValueError(f"`lipschitz` must be in (0, 1), got {lipschitz!r}.")
+            lipschitz = check_number(lipschitz, "lipschitz", 0.0, 1.0, low_open=True,
+                                     high_open=True)
             if not self.distribution.has_finite_variance(lipschitz):
                 warnings.warn(
                     f"Unbiased(distribution={distribution!r}, {self.distribution.get_config()}) "

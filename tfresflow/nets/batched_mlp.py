@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfresflow.validation import check_positive_int
+
 
 @keras.saving.register_keras_serializable(package="tfresflow")
 class BatchedMLP(keras.layers.Layer):
@@ -24,14 +26,9 @@ class BatchedMLP(keras.layers.Layer):
     def __init__(self, num_components, out_units, hidden_units=(64, 64), activation="tanh",
                  zero_init_output=True, **kwargs):
         super().__init__(**kwargs)
-        if int(num_components) < 1:
-            raise ValueError(f"`num_components` must be >= 1, got {num_components!r}.")
-        if int(out_units) < 1 or any(int(h) < 1 for h in hidden_units):
-            raise ValueError("`out_units` and `hidden_units` must be positive integers, got "
-                             f"{out_units!r} and {hidden_units!r}.")
-        self.num_components = int(num_components)
-        self.out_units = int(out_units)
-        self.hidden_units = tuple(int(h) for h in hidden_units)
+        self.num_components = check_positive_int(num_components, "num_components")
+        self.out_units = check_positive_int(out_units, "out_units")
+        self.hidden_units = tuple(check_positive_int(h, "hidden_units") for h in hidden_units)
         self.activation = activation
         self._act = keras.activations.get(activation)
         self.zero_init_output = bool(zero_init_output)

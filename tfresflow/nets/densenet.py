@@ -21,8 +21,8 @@ import math
 import keras
 import tensorflow as tf
 
-from tfresflow.lipschitz import activations
-from tfresflow.lipschitz import LipschitzConv2D, LipschitzDense
+from tfresflow.lipschitz import LipschitzConv2D, LipschitzDense, activations
+from tfresflow.validation import check_coeff, check_positive_int
 
 _SOFTPLUS_INV_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_INV_ONE) == 1
 
@@ -47,15 +47,14 @@ class DenseNet(keras.layers.Layer):
     def __init__(self, event_size, depth=3, growth=32, activation="clipswish",
                  learnable_concat=True, coeff=0.97, conv=False, kernel_size=3, **kwargs):
         super().__init__(**kwargs)
-        for arg, value in (("event_size", event_size), ("depth", depth), ("growth", growth)):
-            if int(value) < 1:
-                raise ValueError(f"`{arg}` must be a positive integer, got {value!r}.")
-        self.event_size, self.depth, self.growth = int(event_size), int(depth), int(growth)
+        self.event_size = check_positive_int(event_size, "event_size")
+        self.depth = check_positive_int(depth, "depth")
+        self.growth = check_positive_int(growth, "growth")
         self.activation_name = activation
         self.learnable_concat = bool(learnable_concat)
-        self.coeff = float(coeff)
+        self.coeff = check_coeff(coeff)
         self.conv = bool(conv)
-        self.kernel_size = int(kernel_size)
+        self.kernel_size = check_positive_int(kernel_size, "kernel_size")
         self.activations = [activations.get(activation) for _ in range(self.depth)]
         multiplier = self.activations[0].output_multiplier
         if self.growth % multiplier:

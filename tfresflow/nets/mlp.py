@@ -1,6 +1,8 @@
 """A plain (unconstrained) multilayer perceptron, used as a coupling conditioner."""
 import keras
 
+from tfresflow.validation import check_positive_int
+
 
 @keras.saving.register_keras_serializable(package="tfresflow")
 class MLP(keras.layers.Layer):
@@ -14,12 +16,8 @@ class MLP(keras.layers.Layer):
     def __init__(self, out_units, hidden_units=(64, 64), activation="tanh",
                  zero_init_output=True, **kwargs):
         super().__init__(**kwargs)
-        if int(out_units) < 1:
-            raise ValueError(f"`out_units` must be a positive integer, got {out_units!r}.")
-        if any(int(h) < 1 for h in hidden_units):
-            raise ValueError(f"`hidden_units` must be positive integers, got {hidden_units!r}.")
-        self.out_units = int(out_units)
-        self.hidden_units = tuple(int(h) for h in hidden_units)
+        self.out_units = check_positive_int(out_units, "out_units")
+        self.hidden_units = tuple(check_positive_int(h, "hidden_units") for h in hidden_units)
         self.activation = activation
         self.zero_init_output = bool(zero_init_output)
         self.hidden_layers = [keras.layers.Dense(h, activation=activation, name=f"dense_{i}")
