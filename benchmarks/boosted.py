@@ -45,7 +45,8 @@ import tensorflow_probability as tfp  # noqa: E402
 import tfresflow as trf  # noqa: E402
 from tfresflow import evaluation, io, plotting  # noqa: E402
 from tfresflow.distributions import BoostedFlow, stack_coupling_flows  # noqa: E402
-from tfresflow.models import BoostedFlowTrainer, boosted_coupling_components  # noqa: E402
+from tfresflow.boosting import BoostedFlowTrainer  # noqa: E402
+from tfresflow.models import boosted_coupling_components  # noqa: E402
 
 tfd = tfp.distributions
 
@@ -55,7 +56,7 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 def train(c, k, objective, args, x, x_test):
     """Trains one model; returns (result dict, trainer)."""
-    comps = boosted_coupling_components(c, 2, flow_steps=k, hidden_units=args.hidden,
+    comps = boosted_coupling_components(c, 2, n_steps=k, hidden_units=args.hidden,
                                         seed=args.seed)
     trainer = BoostedFlowTrainer(comps, density_objective=objective or "boosting",
                                  learning_rate=args.lr, batch_size=args.batch_size,
@@ -181,7 +182,7 @@ def main(argv=None):
               flush=True)
 
     eight_by_one = next(t for r, t in trained if r["C"] == 8 and r["objective"] == "mixture")
-    four_step = boosted_coupling_components(8, 2, flow_steps=4, hidden_units=args.hidden,
+    four_step = boosted_coupling_components(8, 2, n_steps=4, hidden_units=args.hidden,
                                             seed=args.seed + 1)
     timing = []
     for n in args.n_samples:

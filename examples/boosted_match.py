@@ -37,9 +37,9 @@ def fit_energy(name, components=2, flow_steps=4, steps=2000, finetune_passes=0,
     """Trains a boosted flow on energy ``name``; returns (records, density grids, titles)."""
     target = trf.data.log_density(name, box=BOX)
     log_z = trf.data.log_normalizer(name, box=BOX)
-    comps = trf.models.boosted_coupling_components(components, 2, flow_steps=flow_steps,
+    comps = trf.models.boosted_coupling_components(components, 2, n_steps=flow_steps,
                                                    hidden_units=(64, 64), seed=seed)
-    trainer = trf.models.BoostedFlowTrainer(
+    trainer = trf.boosting.BoostedFlowTrainer(
         comps, objective="matching", target_log_prob=target, regularization=regularization,
         learning_rate=1e-3, batch_size=256, log_mixture_floor=-10.0, seed=seed,
         verbose=verbose)

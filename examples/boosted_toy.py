@@ -27,9 +27,9 @@ def main(components=4, flow_steps=2, steps=1500, objective="mixture", finetune_p
          data="8gaussians", out="runs/boosted_toy", seed=0, verbose=1):
     x = trf.data.sample(data, 20000, seed=seed)
     x_test = trf.data.sample(data, 5000, seed=seed + 1)
-    comps = trf.models.boosted_coupling_components(components, 2, flow_steps=flow_steps,
+    comps = trf.models.boosted_coupling_components(components, 2, n_steps=flow_steps,
                                                    hidden_units=(64, 64), seed=seed)
-    trainer = trf.models.BoostedFlowTrainer(comps, density_objective=objective,
+    trainer = trf.boosting.BoostedFlowTrainer(comps, density_objective=objective,
                                             learning_rate=1e-3, batch_size=256, seed=seed,
                                             verbose=verbose)
     os.makedirs(out, exist_ok=True)

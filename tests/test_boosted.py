@@ -35,7 +35,7 @@ def random_coupling_models(num, steps=2, hidden=(8, 8), seed=0, alternate=False)
     """Coupling flows with random weights; ``alternate``: per-component mask offsets."""
     rng = np.random.default_rng(seed)
     if alternate:
-        models = trf.models.boosted_coupling_components(num, 2, flow_steps=steps,
+        models = trf.models.boosted_coupling_components(num, 2, n_steps=steps,
                                                         hidden_units=hidden)
     else:
         models = [trf.models.build_model("coupling", 2, n_steps=steps, hidden_units=hidden,

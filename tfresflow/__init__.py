@@ -5,7 +5,7 @@ Families (papers in the project's ``shared/papers``):
 * Residual Flows and i-ResNets (``bijectors.ResidualBlock``, ``logdet``, ``lipschitz``, ``nets``)
 * i-DenseNets (``bijectors.DenseBlock``, ``nets.DenseNet``)
 * relative-gradient linear flows (``bijectors.RelativeGradientLinear``)
-* gradient boosted flows (``distributions.BoostedFlow``, ``models.BoostedFlowTrainer``)
+* gradient boosted flows (``distributions.BoostedFlow``, ``boosting.BoostedFlowTrainer``)
 
 Direction convention (as every TFP flow): a bijector's ``forward`` maps latent -> data
 (sampling) and its ``inverse`` maps data -> latent (density evaluation).
@@ -31,6 +31,7 @@ from tfresflow import lipschitz  # noqa: E402,F401
 from tfresflow.lipschitz import activations  # noqa: E402,F401  (former home tfresflow.activations)
 from tfresflow import bijectors  # noqa: E402,F401
 from tfresflow import data  # noqa: E402,F401
+from tfresflow import boosting  # noqa: E402,F401
 from tfresflow import models  # noqa: E402,F401
 from tfresflow import export  # noqa: E402,F401
 from tfresflow import evaluation  # noqa: E402,F401

@@ -7,7 +7,13 @@ int (expanded to ``[0, seed]``). The same seed always gives the same draw.
 Under a ``tf.distribute`` strategy each replica must draw different noise (otherwise the
 variance reduction of data parallelism is lost and Russian-roulette truncations are
 correlated across replicas), so :func:`fold_in_replica` mixes the replica id into a seed.
+
+Independent streams derived from one seed are named, not numbered: :func:`fold_in_tag` folds a
+string tag (``"train"``, ``"weight_pool/new"``) into a seed, so two uses of one seed cannot
+collide by an accident of magic offsets.
 """
+import zlib
+
 import numpy as np
 import tensorflow as tf
 
@@ -37,6 +43,26 @@ def as_seed(seed, name="seed"):
 def split(seed, n=2):
     """Splits a stateless seed into ``n`` independent seeds (a [n, 2] int32 tensor)."""
     return tf.random.experimental.stateless_split(as_seed(seed), num=n)
+
+
+def tag_hash(tag):
+    """A stable non-negative 31-bit integer for the string ``tag`` (CRC-32, same in every run).
+
+    Python's ``hash`` of a string changes between processes; this does not, so it can seed
+    numpy generators too (``np.random.default_rng([seed, tag_hash(tag), i])``).
+    """
+    if not isinstance(tag, str):
+        raise TypeError(f"A seed tag must be a string, got {type(tag).__name__}.")
+    return zlib.crc32(tag.encode("utf-8")) & 0x7fffffff
+
+
+def fold_in_tag(seed, tag):
+    """The seed of the stream named ``tag`` derived from ``seed`` (a shape-[2] int32 tensor).
+
+    ``stateless_fold_in(seed, tag_hash(tag))``: different tags give independent streams, the
+    same seed and tag always the same one.
+    """
+    return tf.random.experimental.stateless_fold_in(as_seed(seed), tag_hash(tag))
 
 
 def fold_in_replica(seed):

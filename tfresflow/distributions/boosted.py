@@ -47,12 +47,17 @@ from tfresflow.bijectors.tree import forward_order, leaves
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-__all__ = ["BoostedFlow", "stack_coupling_flows"]
+__all__ = ["BoostedFlow", "stack_coupling_flows", "is_flow_model"]
 
 
 # --------------------------------------------------------------------------- components
-def _is_flow_model(component):
-    # Duck-typed so this module does not import the (higher) models layer.
+def is_flow_model(component):
+    """Whether ``component`` is a tfresflow ``FlowModel`` (or quacks like one).
+
+    Duck-typed (``log_prob``, ``sample``, ``event_shape``, ``distribution``, not a
+    ``tfd.Distribution``) so that this layer and the boosting layer need not import the
+    higher models layer.
+    """
     return (not isinstance(component, tfd.Distribution) and hasattr(component, "log_prob")
             and hasattr(component, "sample") and hasattr(component, "event_shape")
             and hasattr(component, "distribution"))
@@ -131,7 +136,7 @@ class BoostedFlow(tfd.Distribution):
             if not components:
                 raise ValueError("`components` must contain at least one distribution.")
             for i, c in enumerate(components):
-                if not (isinstance(c, tfd.Distribution) or _is_flow_model(c)):
+                if not (isinstance(c, tfd.Distribution) or is_flow_model(c)):
                     raise TypeError(f"`components[{i}]` must be a tfd.Distribution or a tfresflow "
                                     f"FlowModel, got {type(c).__name__}.")
                 if isinstance(c, tfd.Distribution) and tf.TensorShape(c.batch_shape) != []:

@@ -4,5 +4,5 @@ from tfresflow.models.builders import MODEL_BUILDERS, build_model, register_mode
 from tfresflow.models.residual import densenet_flow, residual_flow  # noqa: F401
 from tfresflow.models.relgrad import (RelativeGradientFlowModel, log_det_weights,  # noqa: F401
                                      relgrad_flow)
-from tfresflow.models.boosting import (BoostedFlowTrainer,  # noqa: F401
-                                       boosted_coupling_components, fit_mixture_weight)
+from tfresflow.models.boosted import boosted_coupling_components, boosted_flow  # noqa: F401
+from tfresflow.boosting import BoostedFlowTrainer, fit_mixture_weight  # noqa: F401

@@ -1,0 +1,71 @@
+"""Checkpoints of a ``BoostedFlowTrainer``: component weights and the trainer's state.
+
+A checkpoint is a directory written atomically (a reader never sees a partial one):
+
+    component_J.weights.h5   the Keras weights of component J (every component, trained or not)
+    state.json               mixture weights, trained flags, stage history and settings
+
+so a long boosting run resumes exactly after its last completed stage
+(``BoostedFlowTrainer.fit`` skips the stages already in the restored history).
+"""
+import json
+import os
+
+import numpy as np
+
+from tfresflow.io import atomic_path, ensure_writable_dir, write_json
+
+__all__ = ["trainer_state", "save_checkpoint", "load_checkpoint"]
+
+STATE_FILE = "state.json"
+
+
+def _weights_file(j):
+    return f"component_{j}.weights.h5"
+
+
+def trainer_state(trainer):
+    """JSON-serialisable state of ``trainer`` (weights, trained flags, history, settings)."""
+    return {"objective": trainer.objective, "num_components": trainer.num_components,
+            "event_shape": trainer.event_shape, "regularization": trainer.regularization,
+            "weights": [float(w) for w in trainer.weights],
+            "trained": [bool(t) for t in trainer.trained], "history": trainer.history,
+            "density_objective": trainer.density_objective, "seed": trainer.seed}
+
+
+def save_checkpoint(trainer, path):
+    """Writes the checkpoint directory ``path`` of ``trainer`` atomically; returns ``path``."""
+    ensure_writable_dir(os.path.dirname(os.path.abspath(path)), "checkpoint_dir")
+    with atomic_path(path) as tmp:
+        os.makedirs(tmp)
+        for j, component in enumerate(trainer.components):
+            component.save_weights(os.path.join(tmp, _weights_file(j)))
+        write_json(os.path.join(tmp, STATE_FILE), trainer_state(trainer))
+    return path
+
+
+def load_checkpoint(trainer, path):
+    """Restores component weights and state written by :func:`save_checkpoint` into ``trainer``.
+
+    Raises:
+      ValueError: if ``path`` is not a checkpoint, or was written for another number of
+        components, event shape or objective.
+    """
+    state_file = os.path.join(path, STATE_FILE)
+    if not os.path.isfile(state_file):
+        raise ValueError(f"`path`={path!r} is not a boosted-flow checkpoint (no {STATE_FILE}).")
+    with open(state_file, encoding="utf-8") as f:
+        state = json.load(f)
+    if state["num_components"] != trainer.num_components or \
+            state["event_shape"] != trainer.event_shape or \
+            state["objective"] != trainer.objective:
+        raise ValueError(f"Checkpoint {path!r} was written for {state['num_components']} "
+                         f"components, event shape {state['event_shape']}, objective "
+                         f"{state['objective']!r}; this trainer has {trainer.num_components}, "
+                         f"{trainer.event_shape}, {trainer.objective!r}.")
+    for j, component in enumerate(trainer.components):
+        component.load_weights(os.path.join(path, _weights_file(j)))
+    trainer.weights = np.asarray(state["weights"], np.float64)
+    trainer.trained = np.asarray(state["trained"], bool)
+    trainer.history = list(state["history"])
+    return trainer
