@@ -28,6 +28,7 @@ if _keras.backend.backend() != "tensorflow":
 from tfresflow import random  # noqa: E402,F401
 from tfresflow import logdet  # noqa: E402,F401
 from tfresflow import activations, lipschitz  # noqa: E402,F401
+from tfresflow import solvers  # noqa: E402,F401
 from tfresflow import bijectors  # noqa: E402,F401
 from tfresflow import data  # noqa: E402,F401
 from tfresflow import models  # noqa: E402,F401
