@@ -11,6 +11,7 @@ This package sits below :mod:`tfresflow.bijectors` and must not import it.
 from tfresflow.solvers.fixed_point import (FixedPointError, FixedPointResult,  # noqa: F401
                                            check_solver_options, example_scale,
                                            fixed_point_inverse, solve_fixed_point)
+from tfresflow.solvers.newton import newton_inverse, with_inverse_gradient  # noqa: F401
 from tfresflow.solvers.policy import (ON_NONCONVERGENCE, NonConvergenceError,  # noqa: F401
                                       check_on_nonconvergence, finite_input,
                                       report_nonconvergence)
