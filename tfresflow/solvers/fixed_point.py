@@ -34,8 +34,8 @@ iteration ``a <- u - J_g(x*)^T a``; backpropagating ``a`` through ``z - g(x*)`` 
 
 Non-convergence (``Lip(g) >= 1``, too small ``max_iterations``) and a non-finite ``z`` are
 reported by the shared policy of :mod:`tfresflow.solvers.policy` (``on_nonconvergence``):
-eager ``"raise"`` raises :class:`FixedPointError` (= :class:`~tfresflow.solvers.policy.
-NonConvergenceError`) with the iterations and the residual reached, before iterating for a
+eager ``"raise"`` raises :class:`FixedPointError` (the one solver error class,
+``NonConvergenceError``) with the iterations and the residual reached, before iterating for a
 non-finite ``z``; in a graph a ``tf.debugging.Assert``. Under XLA (``jit_compile=True``), where
 asserts are dropped, ``"raise"`` returns NaN for every example whose iteration did not
 converge (and the adjoint iteration of the gradient likewise gives NaN gradients), so a
