@@ -5,8 +5,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfresflow as trf
-from tfresflow.bijectors.elementwise import newton_inverse
 from tfresflow.bijectors.serialization import deserialize_bijector, serialize_bijector
+from tfresflow.solvers import NonConvergenceError
 from tests.helpers import brute_force_log_det
 
 tfb = tfp.bijectors
@@ -98,20 +98,36 @@ def test_works_in_graph_mode_with_batch_dimensions():
 
 
 def test_non_convergence_is_reported_with_the_residual():
-    act = trf.bijectors.TanhLinear(max_iter=1)
+    z = tf.constant([[0.5, -0.3, 0.9]])
+    act = trf.bijectors.TanhLinear(max_iterations=1)
+    with pytest.raises(NonConvergenceError, match="did not converge.*residual"):
+        act.forward(z)
     with pytest.raises(tf.errors.InvalidArgumentError, match="did not converge.*residual"):
-        act.forward(tf.constant([[0.5, -0.3, 0.9]]))
+        tf.function(act.forward)(tf.constant(z.numpy()))
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        trf.bijectors.TanhLinear(max_iterations=1, on_nonconvergence="warn").forward(z)
+    trf.bijectors.TanhLinear(max_iterations=1, on_nonconvergence="ignore").forward(z)
 
 
-def test_newton_inverse_generic_function():
-    z = tf.constant(np.linspace(-50, 50, 101))
+@pytest.mark.parametrize("make", [trf.bijectors.TanhLinear, trf.bijectors.SmoothLeakyReLU])
+def test_non_convergence_under_xla_gives_nan_not_a_wrong_sample(make):
+    act = make(max_iterations=1)
+    z = tf.constant(_inputs(np.float32, n=8) * 4.0)
+    x = tf.function(act.forward, jit_compile=True)(z).numpy()
+    residual = np.abs(act.activation(tf.constant(np.nan_to_num(x))).numpy() - z.numpy())
+    assert np.isnan(x).any()
+    assert np.all(np.isnan(x) | (residual <= 1e-4 * (1.0 + np.abs(z.numpy()))))
 
-    def fn(x):
-        return x ** 3 + x
 
-    x = newton_inverse(fn, lambda x: 3 * x ** 2 + 1, z, z - 50.0, z + 50.0, tf.zeros_like(z),
-                       xtol=1e-12, max_iter=200)
-    np.testing.assert_allclose(fn(x).numpy(), z.numpy(), atol=1e-9)
+def test_max_iter_is_a_deprecated_alias_also_in_old_configs():
+    with pytest.warns(DeprecationWarning, match="max_iter"):
+        act = trf.bijectors.TanhLinear(max_iter=7)
+    assert act.max_iterations == 7 and "max_iter" not in act.get_config()
+    with pytest.raises(TypeError, match="max_iterations"):
+        trf.bijectors.SmoothLeakyReLU(max_iterations=5, max_iter=5)
+    old = dict(alpha=0.3, xtol=1e-6, max_iter=9, dtype="float32", name="old_slrelu")
+    loaded = trf.bijectors.SmoothLeakyReLU.from_config(old)
+    assert loaded.max_iterations == 9 and loaded.on_nonconvergence == "raise"
 
 
 def test_bad_arguments_raise():
@@ -125,8 +141,12 @@ def test_bad_arguments_raise():
         trf.bijectors.TanhLinear(alpha=-1.0)
     with pytest.raises(ValueError, match="xtol"):
         trf.bijectors.TanhLinear(xtol=2.0)
-    with pytest.raises(ValueError, match="max_iter"):
+    with pytest.raises(ValueError, match="max_iter"), pytest.warns(DeprecationWarning):
         trf.bijectors.SmoothLeakyReLU(max_iter=0)
+    with pytest.raises(ValueError, match="max_iterations"):
+        trf.bijectors.SmoothLeakyReLU(max_iterations=0)
+    with pytest.raises(ValueError, match="on_nonconvergence"):
+        trf.bijectors.TanhLinear(on_nonconvergence="maybe")
     with pytest.raises(ValueError, match="event shape"):
         trf.bijectors.SmoothLeakyReLU().build([2, 2])
 

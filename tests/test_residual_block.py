@@ -140,6 +140,20 @@ def test_nonconvergence_is_reported_with_the_residual():
         graph_forward(tf.constant(z))
 
 
+def test_nonconvergence_under_xla_gives_nan_samples():
+    block = expanding_block()
+    x = tf.function(lambda v: block.forward(v), jit_compile=True)(tf.constant(sample_inputs(3, 2)))
+    assert np.all(np.isnan(x.numpy()))
+
+
+def test_non_finite_input_is_reported_as_such():
+    block = make_residual_block(2)
+    z = sample_inputs(3, 2)
+    z[1, 0] = np.nan
+    with pytest.raises(FixedPointError, match="non-finite input"):
+        block.forward(tf.constant(z))
+
+
 def test_forward_gradient_is_the_implicit_derivative():
     """Gradient of a loss of the fixed point, w.r.t. ``z`` and the weights, equals autodiff
     through 300 unrolled iterations (the explicit objective)."""

@@ -7,90 +7,28 @@ Two strictly increasing, smooth maps of R onto R (paper eqs. 34 and 35):
 
 As flow steps they act in the density direction (TFP ``inverse``, data -> latent) as ``z = s(x)``
 with the exact log-determinant ``sum_i log s'(x_i)`` (the L_J^1 term of the paper); the sampling
-direction (TFP ``forward``) solves ``s(x) = z`` per element with a safeguarded, vectorised Newton
-iteration (:func:`newton_inverse`): each element keeps a bracket ``[lo, hi]`` known to contain
-its root, a Newton step that leaves the bracket is replaced by bisection, and the loop stops per
-element at tolerance (or at ``max_iter``, in which case an ``InvalidArgumentError`` reports the
-largest residual). The reference code instead runs 100 unguarded Newton steps from 0.
+direction (TFP ``forward``) solves ``s(x) = z`` per element with the safeguarded, vectorised
+Newton iteration of :func:`tfresflow.solvers.newton.newton_inverse`: each element keeps a bracket
+``[lo, hi]`` known to contain its root, a Newton step that leaves the bracket is replaced by
+bisection, and the loop stops per element at tolerance or at ``max_iterations``, when
+non-convergence is reported by the shared policy ``on_nonconvergence`` of
+:mod:`tfresflow.solvers.policy` (eager ``"raise"``: ``NonConvergenceError`` with the largest
+residual; graph: ``InvalidArgumentError``; XLA: NaN for the non-converged elements). The
+reference code instead runs 100 unguarded Newton steps from 0.
 
 These steps have no weights: ``keras_layers()`` is empty and ``build`` only checks the shape.
+
+References:
+  Gresele, Fissore, Javaloy, Schölkopf, Hyvärinen (2020). Relative gradient optimization of the
+  Jacobian term in unsupervised deep learning. arXiv:2006.15090 (Appendix H).
 """
 import numpy as np
 import tensorflow as tf
 
 from tfresflow.bijectors.base import KerasBijector, unique_name
-
-
-def newton_inverse(fn, dfn, z, lo, hi, x0, xtol, max_iter, name="newton_inverse"):
-    """Solves ``fn(x) = z`` elementwise for a strictly increasing ``fn``.
-
-    Safeguarded Newton: the bracket ``[lo, hi]`` (which must contain the root) shrinks with
-    the sign of ``fn(x) - z`` at every iterate, and a Newton step landing outside the open
-    bracket is replaced by the bracket midpoint, so the iteration converges for any increasing
-    ``fn`` (quadratically near the root). An element stops when its Newton step is at most
-    ``xtol * (1 + |x|)``, its bracket is narrower than that, or its residual is at the
-    floating-point noise floor ``2 eps (1 + |z|)``.
-
-    Args:
-      fn, dfn: the elementwise map and its (positive) derivative.
-      z: targets (any shape).
-      lo, hi: elementwise bounds with ``fn(lo) <= z <= fn(hi)``.
-      x0: starting points inside ``[lo, hi]``.
-      xtol: relative step tolerance.
-      max_iter: iteration cap.
-
-    Returns:
-      ``x`` with ``fn(x) ~= z``.
-
-    Raises:
-      tf.errors.InvalidArgumentError: if some element has not converged after ``max_iter``
-        iterations (the message reports the largest residual ``|fn(x) - z|``).
-    """
-    dtype = z.dtype
-    eps = np.finfo(dtype.as_numpy_dtype).eps
-    noise = 2.0 * eps * (1.0 + tf.abs(z))
-
-    def body(i, x, lo, hi, done):
-        f = fn(x) - z
-        lo = tf.where(f < 0, x, lo)
-        hi = tf.where(f > 0, x, hi)
-        step = f / dfn(x)
-        x_newton = x - step
-        scale = xtol * (1.0 + tf.abs(x))
-        now_done = (tf.abs(step) <= scale) | (hi - lo <= scale) | (tf.abs(f) <= noise)
-        # Far from the root a Newton step leaving the open bracket is replaced by bisection;
-        # a converging element keeps its last (tiny) Newton update and freezes.
-        outside = (x_newton <= lo) | (x_newton >= hi)
-        x_next = tf.where(now_done, tf.clip_by_value(x_newton, lo, hi),
-                          tf.where(outside, 0.5 * (lo + hi), x_newton))
-        x = tf.where(done, x, x_next)
-        return i + 1, x, lo, hi, done | now_done
-
-    def cond(i, x, lo, hi, done):
-        return (i < max_iter) & ~tf.reduce_all(done)
-
-    x0 = tf.clip_by_value(x0, lo, hi)
-    done0 = tf.zeros_like(z, dtype=tf.bool)
-    _, x, _, _, done = tf.while_loop(cond, body, (tf.constant(0), x0, lo, hi, done0))
-    residual = tf.reduce_max(tf.abs(fn(x) - z))
-    check = tf.debugging.Assert(
-        tf.reduce_all(done),
-        [f"{name}: Newton inverse did not converge in {max_iter} iterations; largest "
-         "residual |s(x) - z| =", residual])
-    with tf.control_dependencies([check]):
-        return tf.identity(x)
-
-
-def _with_inverse_gradient(solve, dfn):
-    """Wraps ``z -> x = s^{-1}(z)`` (a solver loop) with the implicit gradient ``1 / s'(x)``."""
-    @tf.custom_gradient
-    def inverse(z):
-        x = solve(tf.stop_gradient(z))
-
-        def grad(dx):
-            return dx / dfn(x)
-        return x, grad
-    return inverse
+from tfresflow.solvers.newton import newton_inverse, with_inverse_gradient
+from tfresflow.solvers.policy import check_on_nonconvergence
+from tfresflow.validation import check_number, check_positive_int, renamed_argument
 
 
 class _ElementwiseActivation(KerasBijector):
@@ -100,14 +38,24 @@ class _ElementwiseActivation(KerasBijector):
     ``_config``.
     """
 
-    def __init__(self, xtol, max_iter, name, parameters, dtype=tf.float32):
-        if not 0 < xtol < 1:
-            raise ValueError(f"`xtol` must be in (0, 1), got {xtol!r}.")
-        if int(max_iter) < 1:
-            raise ValueError(f"`max_iter` must be a positive integer, got {max_iter!r}.")
-        self.xtol = float(xtol)
-        self.max_iter = int(max_iter)
+    def __init__(self, xtol, max_iterations, on_nonconvergence, name, parameters,
+                 dtype=tf.float32, max_iter=None):
+        self.xtol = check_number(xtol, "xtol", 0.0, 1.0, low_open=True, high_open=True)
+        self.max_iterations = check_positive_int(
+            renamed_argument("max_iterations", max_iterations, "max_iter", max_iter, 100),
+            "max_iterations")
+        self.on_nonconvergence = check_on_nonconvergence(on_nonconvergence)
+        parameters.pop("max_iter", None)
+        parameters.update(max_iterations=self.max_iterations)
         super().__init__(parameters=parameters, name=name, dtype=tf.as_dtype(dtype))
+
+    @classmethod
+    def from_config(cls, config):
+        """Also reads configs written before ``max_iter`` became ``max_iterations``."""
+        config = dict(config)
+        if "max_iter" in config:
+            config.setdefault("max_iterations", config.pop("max_iter"))
+        return cls(**config)
 
     def keras_layers(self):
         return []
@@ -118,8 +66,9 @@ class _ElementwiseActivation(KerasBijector):
                              f"got {list(event_shape)}.")
 
     def get_config(self):
-        return dict(self._config(), xtol=self.xtol, max_iter=self.max_iter,
-                    dtype=self.dtype.name, name=self.name)
+        return dict(self._config(), xtol=self.xtol, max_iterations=self.max_iterations,
+                    on_nonconvergence=self.on_nonconvergence, dtype=self.dtype.name,
+                    name=self.name)
 
     def _ds(self, x):
         return tf.exp(self._log_ds(x))
@@ -134,9 +83,9 @@ class _ElementwiseActivation(KerasBijector):
 
         def solve(z):
             lo, hi, x0 = self._bracket(z)
-            return newton_inverse(self._s, self._ds, z, lo, hi, x0, self.xtol, self.max_iter,
-                                  name=self.name)
-        return _with_inverse_gradient(solve, self._ds)(z)
+            return newton_inverse(self._s, self._ds, z, lo, hi, x0, self.xtol,
+                                  self.max_iterations, self.on_nonconvergence, name=self.name)
+        return with_inverse_gradient(solve, self._ds)(z)
 
     def _data_to_latent(self, x, training, seed):
         return self._s(x), tf.reduce_sum(self._log_ds(x), axis=-1)
@@ -157,18 +106,20 @@ class SmoothLeakyReLU(_ElementwiseActivation):
     Args:
       alpha: leak ``a`` in ``(0, 1]`` (the paper uses 0.3 for toys and UCI, 0.01 for MNIST).
       xtol: relative Newton tolerance of the inverse.
-      max_iter: Newton iteration cap of the inverse.
+      max_iterations: Newton iteration cap of the inverse (default 100).
+      on_nonconvergence: ``"raise"`` (default), ``"warn"`` or ``"ignore"`` when the inverse
+        does not converge (see :mod:`tfresflow.solvers.policy`).
+      max_iter: deprecated name of ``max_iterations``.
     """
 
-    def __init__(self, alpha=0.3, xtol=1e-6, max_iter=100, dtype=tf.float32, name=None):
+    def __init__(self, alpha=0.3, xtol=1e-6, max_iterations=None, on_nonconvergence="raise",
+                 dtype=tf.float32, name=None, max_iter=None):
         parameters = dict(locals())
-        if not 0 < alpha <= 1:
-            raise ValueError(f"`alpha` must be in (0, 1] (the map must be onto R), "
-                             f"got {alpha!r}.")
-        self.alpha = float(alpha)
+        self.alpha = check_number(alpha, "alpha", 0.0, 1.0, low_open=True)  # onto R
         name = unique_name(name, "smooth_leaky_relu")
         parameters.update(name=name)
-        super().__init__(xtol, max_iter, name, parameters, dtype=dtype)
+        super().__init__(xtol, max_iterations, on_nonconvergence, name, parameters,
+                         dtype=dtype, max_iter=max_iter)
 
     def _config(self):
         return dict(alpha=self.alpha)
@@ -199,21 +150,18 @@ class TanhLinear(_ElementwiseActivation):
     Args:
       alpha: steepness, ``>= 0``.
       beta: linear slope, ``> 0`` (makes the map onto R).
-      xtol, max_iter: Newton tolerance and iteration cap of the inverse.
+      xtol, max_iterations, on_nonconvergence, max_iter: as :class:`SmoothLeakyReLU`.
     """
 
-    def __init__(self, alpha=1.0, beta=0.1, xtol=1e-6, max_iter=100, dtype=tf.float32,
-                 name=None):
+    def __init__(self, alpha=1.0, beta=0.1, xtol=1e-6, max_iterations=None,
+                 on_nonconvergence="raise", dtype=tf.float32, name=None, max_iter=None):
         parameters = dict(locals())
-        if not alpha >= 0:
-            raise ValueError(f"`alpha` must be >= 0, got {alpha!r}.")
-        if not beta > 0:
-            raise ValueError(f"`beta` must be > 0 (the map must be onto R), got {beta!r}.")
-        self.alpha = float(alpha)
-        self.beta = float(beta)
+        self.alpha = check_number(alpha, "alpha", low=0.0)
+        self.beta = check_number(beta, "beta", low=0.0, low_open=True)   # onto R
         name = unique_name(name, "tanh_linear")
         parameters.update(name=name)
-        super().__init__(xtol, max_iter, name, parameters, dtype=dtype)
+        super().__init__(xtol, max_iterations, on_nonconvergence, name, parameters,
+                         dtype=dtype, max_iter=max_iter)
 
     def _config(self):
         return dict(alpha=self.alpha, beta=self.beta)

@@ -8,13 +8,13 @@ Flows"): with ``Lip(g) < 1`` the map ``F(x) = x + g(x)`` is invertible and
 TFP direction (as every TFP flow): ``inverse`` (data -> latent, density) is the cheap
 ``z = x + g(x)`` with ``inverse_log_det_jacobian(x) = log det(I + J_g(x))`` from a
 :mod:`tfresflow.logdet` estimator; ``forward`` (latent -> data, sampling) solves ``x + g(x) = z``
-by the fixed-point iteration of :mod:`tfresflow.bijectors.fixed_point`. Each log-density
+by the fixed-point iteration of :mod:`tfresflow.solvers.fixed_point`. Each log-density
 evaluates ``g`` once: the estimator returns ``g(x)`` together with the log-det.
 
 Reuse: an i-DenseNet block (Perugachi-Diaz et al., 2021) is this block with a dense
 Lipschitz network as ``net``; a subclass only changes ``default_name`` (and ``get_config`` if it
 builds its net from hyper-parameters). The fixed-point solver lives in
-:mod:`tfresflow.bijectors.fixed_point`.
+:mod:`tfresflow.solvers.fixed_point`.
 
 ``g`` (``net``) may be any Keras layer or callable mapping ``[batch, *event]`` to the same shape,
 acting on each example separately, with ``Lip(g) < 1`` (e.g. the spectrally normalised nets of
@@ -31,7 +31,7 @@ import keras
 import tensorflow as tf
 
 from tfresflow.bijectors.base import KerasBijector, serialize_layer, unique_name
-from tfresflow.bijectors.fixed_point import check_solver_options, fixed_point_inverse
+from tfresflow.solvers.fixed_point import check_solver_options, fixed_point_inverse
 from tfresflow.logdet import (LogDetEstimator, Unbiased, deserialize_estimator,
                               serialize_estimator)
 
@@ -49,8 +49,10 @@ class ResidualBlock(KerasBijector):
         the estimated error of each element of the fixed-point inverse.
       max_iterations: cap on the fixed-point iterations.
       on_nonconvergence: ``"raise"`` (default), ``"warn"`` or ``"ignore"`` when the inverse does
-        not reach the tolerance (eager: :class:`~tfresflow.bijectors.fixed_point.FixedPointError`
-        with the residual reached; graph: a ``tf.debugging.Assert``).
+        not reach the tolerance (eager: :class:`~tfresflow.solvers.fixed_point.FixedPointError`
+        with the residual reached; graph: a ``tf.debugging.Assert``; under XLA, where asserts
+        are dropped, ``"raise"`` gives NaN samples for the non-converged examples), see
+        :mod:`tfresflow.solvers.policy`. A NaN/inf ``z`` is reported as "non-finite input".
       name: unique step name (``tfb.Chain`` routes ``seed``/``training`` by name).
     """
 
@@ -71,14 +73,12 @@ class ResidualBlock(KerasBijector):
         logdet = Unbiased() if logdet is None else deserialize_estimator(logdet)
         if isinstance(event_ndims, bool) or not isinstance(event_ndims, int) or event_ndims < 1:
             raise ValueError(f"`event_ndims` must be a positive integer, got {event_ndims!r}.")
-        check_solver_options(inverse_atol, inverse_rtol, max_iterations, on_nonconvergence)
+        (self.inverse_atol, self.inverse_rtol, self.max_iterations,
+         self.on_nonconvergence) = check_solver_options(inverse_atol, inverse_rtol,
+                                                        max_iterations, on_nonconvergence)
         self.net = net
         self.logdet = logdet
         self.event_ndims = event_ndims
-        self.inverse_atol = float(inverse_atol)
-        self.inverse_rtol = float(inverse_rtol)
-        self.max_iterations = int(max_iterations)
-        self.on_nonconvergence = on_nonconvergence
         parameters.update(net=net, logdet=logdet, name=name)
         super().__init__(parameters=parameters, name=name, event_ndims=event_ndims,
                          validate_args=validate_args)
