@@ -14,7 +14,6 @@ import numpy as np
 
 DEFAULT_DATA = "checkerboard"
 DEFAULT_MODEL = "coupling"
-EXACT_EVAL_MAX_DIM = 2  # evaluate stochastic-log-det models exactly up to this dimension
 
 
 def _int_list(text):
@@ -94,21 +93,8 @@ def build_parser():
 
 def load_data(spec, n_train, n_test, seed):
     """Train/test arrays from a toy density name or a ``.npy`` file (split 80/20)."""
-    from tfresflow import data
-    from tfresflow.validation import check_samples
-
-    if spec.endswith(".npy"):
-        if not os.path.isfile(spec):
-            raise ValueError(f"`--data` file {spec!r} does not exist.")
-        arr = np.load(spec)
-        arr = check_samples(arr, arr.shape[1:], name="--data")
-        rng = np.random.default_rng(seed)
-        arr = arr[rng.permutation(len(arr))]
-        n_te = max(1, len(arr) // 5)
-        if len(arr) - n_te < 1:
-            raise ValueError("`--data` needs at least 2 examples (train and test).")
-        return arr[n_te:], arr[:n_te]
-    return data.sample(spec, n_train, seed=seed), data.sample(spec, n_test, seed=seed + 1)
+    from tfresflow.data.split import train_test_data
+    return train_test_data(spec, n_train, n_test, seed, name="--data")
 
 
 def _model_options(args):
@@ -119,12 +105,6 @@ def _model_options(args):
         opts["n_steps"] = args.flow_steps
     opts.setdefault("seed", args.seed)
     return opts
-
-
-def use_exact_evaluation(model):
-    """Stochastic-log-det models of small event size are evaluated with the exact log-det."""
-    return bool(model.has_stochastic_log_det) and \
-        int(np.prod(model.event_shape)) <= EXACT_EVAL_MAX_DIM
 
 
 def train(args):
@@ -165,20 +145,16 @@ def train(args):
 
     # Low-dimensional models with stochastic log-dets are evaluated (and plotted) with the
     # exact log-det of the brute-force Jacobian; the unbiased estimate is reported beside it.
-    exact = use_exact_evaluation(model)
-    train_nll, train_se = evaluation.nll_with_stderr(model, x_train[:args.n_test], seed=args.seed,
-                                                     exact=exact)
-    test_nll, test_se = evaluation.nll_with_stderr(model, x_test, seed=args.seed + 1,
-                                                   exact=exact)
+    exact = evaluation.use_exact_evaluation(model)
+    nlls = evaluation.train_test_nll(model, x_train, x_test, seed=args.seed, exact=exact,
+                                     n_train=args.n_test)
+    train_nll, train_se = nlls["train_nll"], nlls["train_nll_stderr"]
+    test_nll, test_se = nlls["test_nll"], nlls["test_nll_stderr"]
     metrics = {
         "model": args.model, "data": args.data, "steps": args.steps,
         "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
         "parameters": int(model.count_params()),
-        "nll_method": ("exact (brute-force Jacobian)" if exact or not model.has_stochastic_log_det
-                       else "unbiased estimate (evaluation mode)"),
-        "train_nll": train_nll, "train_nll_stderr": train_se,
-        "test_nll": test_nll, "test_nll_stderr": test_se,
-        "gaussian_baseline_test_nll": evaluation.gaussian_baseline_nll(x_train, x_test),
+        "nll_method": evaluation.nll_method(model, exact), **nlls,
         "final_training_loss": float(history.history["loss"][-1]),
         "final_training_loss_excludes_log_det_w": any(
             getattr(b, "training_log_det_is_partial", False)
@@ -226,9 +202,9 @@ def evaluate(args):
 
     model = _load_model(args.model_path)
     x_test = load_data(args.data, 1, args.n, args.seed)[1]
-    exact = use_exact_evaluation(model)
+    exact = evaluation.use_exact_evaluation(model)
     nll, se = evaluation.nll_with_stderr(model, x_test, seed=args.seed + 1, exact=exact)
-    method = "exact" if exact or not model.has_stochastic_log_det else "unbiased estimate"
+    method = evaluation.nll_method(model, exact, detail=False)
     print(f"test NLL {nll:.4f} ± {se:.4f} nats on {len(x_test)} examples of {args.data} "
           f"[{method}]")
     return {"test_nll": nll, "test_nll_stderr": se}

@@ -105,18 +105,16 @@ def train_boosted(args, x_train, x_test, out_dir):
                           on_stage_end=callback)
     train_seconds = time.time() - start
     mix = trainer.mixture()
-    train_nll, train_se = evaluation.nll_with_stderr(mix, x_train[:len(x_test)], seed=args.seed)
-    test_nll, test_se = evaluation.nll_with_stderr(mix, x_test, seed=args.seed + 1)
+    nlls = evaluation.train_test_nll(mix, x_train, x_test, seed=args.seed)
+    train_nll, train_se = nlls["train_nll"], nlls["train_nll_stderr"]
+    test_nll, test_se = nlls["test_nll"], nlls["test_nll_stderr"]
     metrics = {
         "model": "boosted", "data": getattr(args, "data", None), "components": num,
         "flow_steps": flow_steps, "hidden_units": list(hidden),
         "steps_per_stage": args.steps, "finetune_passes": finetune_passes,
         "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
         "trainer_options": opts, "parameters": params,
-        "train_nll": train_nll, "train_nll_stderr": train_se,
-        "test_nll": test_nll, "test_nll_stderr": test_se,
-        "gaussian_baseline_test_nll": evaluation.gaussian_baseline_nll(x_train, x_test),
-        "weights": [float(w) for w in trainer.weights], "history": history,
+        **nlls, "weights": [float(w) for w in trainer.weights], "history": history,
         "train_seconds": train_seconds,
     }
     print(f"train NLL {train_nll:.4f} ± {train_se:.4f} nats | test NLL {test_nll:.4f} ± "
