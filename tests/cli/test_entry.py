@@ -97,3 +97,36 @@ def test_nothing_below_the_cli_imports_it():
                 assert not any(m.startswith("tfresflow.cli") for m in
                                _imported_modules(path)), path
     assert not os.path.exists(os.path.join(PACKAGE_DIR, "cli_boosted.py"))
+
+
+def test_n_steps_and_its_deprecated_old_spelling(capsys):
+    from tfresflow.cli import build_parser
+
+    for command in (["train"], ["match", "--energy", "U1"]):
+        args = build_parser().parse_args(command + ["--n-steps", "3"])
+        assert args.n_steps == 3 and not hasattr(args, "flow_steps")
+        assert "deprecated" not in capsys.readouterr().err
+        args = build_parser().parse_args(command + ["--flow-steps", "5"])
+        assert args.n_steps == 5
+        err = capsys.readouterr().err
+        assert "`--flow-steps` is deprecated" in err and "use `--n-steps`" in err
+        assert len(err.strip().splitlines()) == 1
+    assert build_parser().parse_args(["train"]).n_steps is None
+    assert build_parser().parse_args(["match", "--energy", "U1"]).n_steps == 4
+    try:
+        build_parser().parse_args(["train", "--n-steps", "0"])
+    except SystemExit as stop:
+        assert stop.code == 2
+    assert "expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+def test_help_names_the_deprecated_spelling(capsys):
+    from tfresflow.cli import build_parser
+
+    for command in ("train", "match"):
+        try:
+            build_parser().parse_args([command, "--help"])
+        except SystemExit:
+            pass
+        out = " ".join(capsys.readouterr().out.split())
+        assert "--n-steps N, --flow-steps N" in out and "`--flow-steps` is its deprecated" in out

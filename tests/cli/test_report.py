@@ -60,7 +60,7 @@ def report_calls(monkeypatch):
 def test_train_writes_through_report_fit(tmp_path, report_calls):
     out = tmp_path / "t"
     assert cli.main(["train", "--data", "moons", "--steps", "2", "--n-train", "200",
-                     "--n-test", "100", "--flow-steps", "1", "--hidden", "8", "--quiet",
+                     "--n-test", "100", "--n-steps", "1", "--hidden", "8", "--quiet",
                      "--out", str(out)]) == 0
     [call] = report_calls
     assert call["out"] == str(out) and call["model"] is not None
@@ -72,7 +72,7 @@ def test_train_writes_through_report_fit(tmp_path, report_calls):
 
 
 def test_boosted_and_match_write_through_report_fit(tmp_path, report_calls):
-    small = ["--components", "1", "--flow-steps", "1", "--hidden", "8", "--steps", "2", "--quiet"]
+    small = ["--components", "1", "--n-steps", "1", "--hidden", "8", "--steps", "2", "--quiet"]
     assert cli.main(["train", "--model", "boosted", "--data", "moons", "--n-train", "200",
                      "--n-test", "100", "--out", str(tmp_path / "b")] + small) == 0
     assert cli.main(["match", "--energy", "U1", "--batch-size", "32",

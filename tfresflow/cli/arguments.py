@@ -6,6 +6,7 @@ module imports neither TensorFlow nor Keras, so parsing (and ``tfresflow --help`
 """
 import argparse
 import ast
+import sys
 
 from tfresflow.validation import check_positive_int
 
@@ -52,3 +53,30 @@ def option(text):
         pass  # keep as a string
     return key.strip().replace("-", "_"), value
 
+
+
+class RenamedOption(argparse.Action):
+    """Stores one value like ``action="store"``; the old spellings in ``old`` still work.
+
+    Give the new spelling first and the old ones after it, e.g.
+    ``add_argument("--n-steps", "--flow-steps", action=RenamedOption, old=["--flow-steps"])``:
+    using an old spelling prints a one-line deprecation note to stderr.
+    """
+
+    def __init__(self, option_strings, dest, old=(), **kwargs):
+        self.old = tuple(old)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string in self.old:
+            print(f"{parser.prog}: `{option_string}` is deprecated and will be removed in the "
+                  f"next release; use `{self.option_strings[0]}`.", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_n_steps(parser, default, help_text):
+    """Adds ``--n-steps`` (old spelling ``--flow-steps``, deprecated) to ``parser``."""
+    parser.add_argument("--n-steps", "--flow-steps", dest="n_steps", type=positive_int,
+                        default=default, metavar="N", action=RenamedOption,
+                        old=["--flow-steps"],
+                        help=f"{help_text} (`--flow-steps` is its deprecated old name)")

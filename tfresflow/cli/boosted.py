@@ -1,6 +1,6 @@
 """Gradient boosted flows on the command line: ``train --model boosted`` and ``match``.
 
-* ``tfresflow train --model boosted --components C --flow-steps K ...`` ->
+* ``tfresflow train --model boosted --components C --n-steps K ...`` ->
   :func:`train_boosted`: C coupling components of K steps, boosted stage by stage on data.
   ``--steps`` counts optimiser steps *per stage*. Extra settings via ``--option KEY=VALUE``:
   ``regularization``, ``density_objective`` (``boosting`` | ``mixture``),
@@ -10,7 +10,8 @@
 
 Both write to ``--out`` (atomically): ``metrics.json`` (with the per-stage history), one
 ``stage_XX_density.png`` per stage, ``density.png``, ``samples.png`` and a checkpoint per stage
-under ``checkpoints/`` (the last one is the trained model).
+under ``checkpoints/`` (the last one is the trained model). ``--n-steps`` was ``--flow-steps``
+(still accepted, deprecated); ``metrics.json`` keeps the key ``flow_steps`` for it.
 
 TensorFlow is imported when a command runs, not when this module is imported (so
 ``tfresflow --help`` stays fast).
@@ -21,10 +22,10 @@ import time
 import numpy as np
 
 from tfresflow.cli import report
-from tfresflow.cli.arguments import int_list, nonnegative_int, positive_int
+from tfresflow.cli.arguments import add_n_steps, int_list, nonnegative_int, positive_int
 
 DEFAULT_COMPONENTS = 4
-DEFAULT_FLOW_STEPS = 2
+DEFAULT_N_STEPS = 2
 DEFAULT_HIDDEN = (64, 64)
 
 #: ``--option`` keys accepted by ``train --model boosted`` -> trainer keyword / converter.
@@ -63,9 +64,9 @@ def _trainer_options(args):
 
 def _architecture(args):
     components = getattr(args, "components", None) or DEFAULT_COMPONENTS
-    flow_steps = getattr(args, "flow_steps", None) or DEFAULT_FLOW_STEPS
+    n_steps = getattr(args, "n_steps", None) or DEFAULT_N_STEPS
     hidden = tuple(getattr(args, "hidden", None) or DEFAULT_HIDDEN)
-    return int(components), int(flow_steps), hidden
+    return int(components), int(n_steps), hidden
 
 
 def _trainer(args, num, dim, n_steps, hidden, **options):
@@ -89,21 +90,21 @@ def _trainer(args, num, dim, n_steps, hidden, **options):
 def train_boosted(args, x_train, x_test, out_dir):
     """Trains a boosted coupling flow on ``x_train``; writes results to ``out_dir``.
 
-    Reads ``args.components``, ``args.flow_steps``, ``args.hidden``, ``args.steps`` (per
+    Reads ``args.components``, ``args.n_steps``, ``args.hidden``, ``args.steps`` (per
     stage), ``args.batch_size``, ``args.lr``, ``args.seed``, ``args.quiet``, ``args.data`` and
     ``args.option`` (see the module docstring). Returns the metrics dict.
     """
     from tfresflow import evaluation, io, plotting
 
     io.ensure_writable_dir(out_dir, "--out")
-    num, flow_steps, hidden = _architecture(args)
+    num, n_steps, hidden = _architecture(args)
     opts = _trainer_options(args)
     finetune_passes = opts.pop("finetune_passes", 0)
     finetune_steps = opts.pop("finetune_steps", None)
     dim = x_train.shape[1]
-    trainer, params = _trainer(args, num, dim, flow_steps, hidden, objective="density", **opts)
+    trainer, params = _trainer(args, num, dim, n_steps, hidden, objective="density", **opts)
     print(f"training boosted flow on {getattr(args, 'data', 'data')}: {num} components x "
-          f"{flow_steps} coupling steps, {params} parameters, {args.steps} steps per stage, "
+          f"{n_steps} coupling steps, {params} parameters, {args.steps} steps per stage, "
           f"{finetune_passes} GBF+ pass(es)")
     callback = None
     if dim == 2:
@@ -123,7 +124,7 @@ def train_boosted(args, x_train, x_test, out_dir):
     test_nll, test_se = nlls["test_nll"], nlls["test_nll_stderr"]
     metrics = {
         "model": "boosted", "data": getattr(args, "data", None), "components": num,
-        "flow_steps": flow_steps, "hidden_units": list(hidden),
+        "flow_steps": n_steps, "hidden_units": list(hidden),
         "steps_per_stage": args.steps, "finetune_passes": finetune_passes,
         "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
         "trainer_options": opts, "parameters": params,
@@ -137,7 +138,7 @@ def train_boosted(args, x_train, x_test, out_dir):
         figures = report.Figures(
             log_prob=lambda p: mix.log_prob(p, seed=[args.seed, 7]).numpy(),
             sample=lambda n: mix.sample(n, seed=args.seed).numpy(), reference=x_test,
-            limits=limits, title=f"boosted ({num}x{flow_steps}) on {metrics['data']}")
+            limits=limits, title=f"boosted ({num}x{n_steps}) on {metrics['data']}")
     written = report.report_fit(out_dir, metrics, figures=figures)
     print(f"wrote {out_dir}/" + ", ".join(written[:1] + ["checkpoints/"] + written[1:])
           + (", stage_XX_density.png" if dim == 2 else ""))
@@ -152,8 +153,7 @@ def add_match_command(subparsers):
     match.set_defaults(run=run_match)
     match.add_argument("--energy", required=True, help="target energy: U1, U2, U3 or U4")
     match.add_argument("--components", type=positive_int, default=2)
-    match.add_argument("--flow-steps", type=positive_int, default=4,
-                       help="coupling steps per component")
+    add_n_steps(match, 4, "coupling steps per component")
     match.add_argument("--hidden", type=int_list, default=DEFAULT_HIDDEN,
                        help="conditioner hidden widths, e.g. 64,64")
     match.add_argument("--steps", type=positive_int, default=2000,
@@ -199,11 +199,11 @@ def run_match(args):
     name = args.energy.upper()
     out_dir = args.out or os.path.join("runs", f"match-{name}")
     io.ensure_writable_dir(out_dir, "--out")
-    trainer, params = _trainer(args, args.components, 2, args.flow_steps, args.hidden,
+    trainer, params = _trainer(args, args.components, 2, args.n_steps, args.hidden,
                                objective="matching", target_log_prob=target,
                                regularization=args.regularization, log_mixture_floor=floor)
     log_z = data.log_normalizer(name, box=box) if box is not None or name == "U1" else None
-    print(f"matching {name}: {args.components} components x {args.flow_steps} coupling steps, "
+    print(f"matching {name}: {args.components} components x {args.n_steps} coupling steps, "
           f"{params} parameters, {args.steps} steps per stage")
     limits = [(-4.0, 4.0), (-4.0, 4.0)]
     plotting.save_density(os.path.join(out_dir, "target.png"), lambda p: target(p).numpy(),
@@ -217,7 +217,7 @@ def run_match(args):
     seconds = time.time() - start
     final = trainer.matching_metrics(n=20000, seed=10 ** 5)
     metrics = {"energy": name, "box": box, "log_mixture_floor": floor,
-               "components": args.components, "flow_steps": args.flow_steps,
+               "components": args.components, "flow_steps": args.n_steps,
                "hidden_units": list(args.hidden), "steps_per_stage": args.steps,
                "finetune_passes": args.finetune_passes, "regularization": args.regularization,
                "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
@@ -234,7 +234,7 @@ def run_match(args):
         log_prob=lambda p: mix.log_prob(p).numpy(),
         sample=lambda m: mix.sample(m, seed=args.seed).numpy(),
         reference=_target_samples(lambda p: target(p).numpy(), limits, n, args.seed),
-        limits=limits, title=f"boosted ({args.components}x{args.flow_steps}) for {name}",
+        limits=limits, title=f"boosted ({args.components}x{args.n_steps}) for {name}",
         samples_title=f"target (grid draws) vs boosted flow samples, {name}"))
     kl = f"KL(G||p) {metrics['reverse_kl']:.4f} nats" if log_z is not None else \
         f"E[log G - log p~] {final['kl_minus_log_z']:.4f}"

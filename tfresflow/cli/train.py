@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from tfresflow.cli import report
-from tfresflow.cli.arguments import int_list, option, positive_int
+from tfresflow.cli.arguments import add_n_steps, int_list, option, positive_int
 from tfresflow.cli.boosted import train_boosted
 
 DEFAULT_DATA = "checkerboard"
@@ -36,8 +36,7 @@ def add_commands(subparsers):
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--hidden", type=int_list, default=None,
                        help="hidden widths, e.g. 64,64")
-    train.add_argument("--flow-steps", type=positive_int, default=None,
-                       help="number of flow steps (blocks)")
+    add_n_steps(train, None, "number of flow steps (blocks)")
     train.add_argument("--components", type=positive_int, default=None,
                        help="mixture components of --model boosted (default 4)")
     train.add_argument("--option", type=option, action="append", default=[],
@@ -71,8 +70,8 @@ def _model_options(args):
     opts = dict(args.option)
     if args.hidden is not None:
         opts["hidden_units"] = args.hidden
-    if args.flow_steps is not None:
-        opts["n_steps"] = args.flow_steps
+    if args.n_steps is not None:
+        opts["n_steps"] = args.n_steps
     opts.setdefault("seed", args.seed)
     return opts
 
