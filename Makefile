@@ -19,7 +19,7 @@ $(STAMP): setup.py | $(PY)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/tfresflow train --data checkerboard --model resflow --flow-steps 8 --hidden 128,128 \
+	$(VENV)/bin/tfresflow train --data checkerboard --model resflow --n-steps 8 --hidden 128,128 \
 		--steps 4000 --lr 2e-3 --out $(DEMO_OUT)
 
 test: $(STAMP)

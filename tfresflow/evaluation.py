@@ -1,6 +1,32 @@
-"""Evaluation helpers: NLL with standard errors and a fitted-Gaussian baseline."""
+"""Evaluation: NLL with standard errors, a fitted-Gaussian baseline and the exact-log-det policy.
+
+Policy: a model with a stochastic log-det whose event size is at most
+:data:`EXACT_EVAL_MAX_DIM` is evaluated with its exact log-det (brute-force Jacobian); the
+unbiased estimate is reported beside it. :func:`nll_method` words how an NLL was computed.
+"""
 import numpy as np
 import tensorflow as tf
+
+#: Stochastic-log-det models are evaluated with the exact log-det up to this event size.
+EXACT_EVAL_MAX_DIM = 2
+
+
+def use_exact_evaluation(model):
+    """True for a stochastic-log-det model of event size <= :data:`EXACT_EVAL_MAX_DIM`."""
+    return bool(model.has_stochastic_log_det) and \
+        int(np.prod(model.event_shape)) <= EXACT_EVAL_MAX_DIM
+
+
+def nll_method(model, exact, detail=True):
+    """How an NLL of ``model`` evaluated with ``exact`` was computed, in words.
+
+    ``"exact (brute-force Jacobian)"`` or ``"unbiased estimate (evaluation mode)"``
+    (``detail=False``: ``"exact"`` or ``"unbiased estimate"``). A model without a stochastic
+    log-det is always exact.
+    """
+    if exact or not model.has_stochastic_log_det:
+        return "exact (brute-force Jacobian)" if detail else "exact"
+    return "unbiased estimate (evaluation mode)" if detail else "unbiased estimate"
 
 
 def gaussian_baseline_nll(train, test):
@@ -34,3 +60,19 @@ def nll_with_stderr(model, x, batch_size=1024, seed=0, exact=False):
     if not np.all(np.isfinite(nll)):
         raise FloatingPointError(f"non-finite NLL for {int(np.sum(~np.isfinite(nll)))} examples")
     return float(nll.mean()), float(nll.std(ddof=1) / np.sqrt(len(nll))) if len(nll) > 1 else 0.0
+
+
+def train_test_nll(model, x_train, x_test, seed=0, exact=False, n_train=None):
+    """NLLs of a fitted ``model`` with standard errors, and the fitted-Gaussian baseline.
+
+    The train NLL is taken over the first ``n_train`` training examples (default: as many as
+    there are test examples) with ``seed``, the test NLL with ``seed + 1``; ``exact`` as for
+    :func:`nll_with_stderr`. Returns a dict with keys ``train_nll``, ``train_nll_stderr``,
+    ``test_nll``, ``test_nll_stderr`` and ``gaussian_baseline_test_nll``.
+    """
+    n_train = len(x_test) if n_train is None else int(n_train)
+    train_nll, train_se = nll_with_stderr(model, x_train[:n_train], seed=seed, exact=exact)
+    test_nll, test_se = nll_with_stderr(model, x_test, seed=seed + 1, exact=exact)
+    return {"train_nll": train_nll, "train_nll_stderr": train_se,
+            "test_nll": test_nll, "test_nll_stderr": test_se,
+            "gaussian_baseline_test_nll": gaussian_baseline_nll(x_train, x_test)}

@@ -1,6 +1,6 @@
-"""Command-line pieces for gradient boosted flows (called by :mod:`tfresflow.cli`).
+"""Gradient boosted flows on the command line: ``train --model boosted`` and ``match``.
 
-* ``tfresflow train --model boosted --components C --flow-steps K ...`` ->
+* ``tfresflow train --model boosted --components C --n-steps K ...`` ->
   :func:`train_boosted`: C coupling components of K steps, boosted stage by stage on data.
   ``--steps`` counts optimiser steps *per stage*. Extra settings via ``--option KEY=VALUE``:
   ``regularization``, ``density_objective`` (``boosting`` | ``mixture``),
@@ -10,17 +10,22 @@
 
 Both write to ``--out`` (atomically): ``metrics.json`` (with the per-stage history), one
 ``stage_XX_density.png`` per stage, ``density.png``, ``samples.png`` and a checkpoint per stage
-under ``checkpoints/`` (the last one is the trained model).
+under ``checkpoints/`` (the last one is the trained model). ``--n-steps`` was ``--flow-steps``
+(still accepted, deprecated); ``metrics.json`` keeps the key ``flow_steps`` for it.
 
-This module imports TensorFlow lazily so ``tfresflow --help`` stays fast.
+TensorFlow is imported when a command runs, not when this module is imported (so
+``tfresflow --help`` stays fast).
 """
 import os
 import time
 
 import numpy as np
 
+from tfresflow.cli import report
+from tfresflow.cli.arguments import add_n_steps, int_list, nonnegative_int, positive_int
+
 DEFAULT_COMPONENTS = 4
-DEFAULT_FLOW_STEPS = 2
+DEFAULT_N_STEPS = 2
 DEFAULT_HIDDEN = (64, 64)
 
 #: ``--option`` keys accepted by ``train --model boosted`` -> trainer keyword / converter.
@@ -59,38 +64,47 @@ def _trainer_options(args):
 
 def _architecture(args):
     components = getattr(args, "components", None) or DEFAULT_COMPONENTS
-    flow_steps = getattr(args, "flow_steps", None) or DEFAULT_FLOW_STEPS
+    n_steps = getattr(args, "n_steps", None) or DEFAULT_N_STEPS
     hidden = tuple(getattr(args, "hidden", None) or DEFAULT_HIDDEN)
-    return int(components), int(flow_steps), hidden
+    return int(components), int(n_steps), hidden
+
+
+def _trainer(args, num, dim, n_steps, hidden, **options):
+    """Seeds Keras and builds ``num`` coupling flows and their ``BoostedFlowTrainer``.
+
+    ``args`` gives ``lr``, ``batch_size``, ``seed`` and ``quiet``; ``options`` go to the
+    trainer. Returns ``(trainer, number of parameters)``.
+    """
+    import keras
+
+    from tfresflow.models import BoostedFlowTrainer, boosted_coupling_components
+
+    keras.utils.set_random_seed(args.seed)
+    comps = boosted_coupling_components(num, dim, n_steps, hidden_units=hidden, seed=args.seed)
+    trainer = BoostedFlowTrainer(comps, learning_rate=args.lr, batch_size=args.batch_size,
+                                 seed=args.seed,
+                                 verbose=0 if getattr(args, "quiet", False) else 1, **options)
+    return trainer, int(sum(c.count_params() for c in comps))
 
 
 def train_boosted(args, x_train, x_test, out_dir):
     """Trains a boosted coupling flow on ``x_train``; writes results to ``out_dir``.
 
-    Reads ``args.components``, ``args.flow_steps``, ``args.hidden``, ``args.steps`` (per
+    Reads ``args.components``, ``args.n_steps``, ``args.hidden``, ``args.steps`` (per
     stage), ``args.batch_size``, ``args.lr``, ``args.seed``, ``args.quiet``, ``args.data`` and
     ``args.option`` (see the module docstring). Returns the metrics dict.
     """
-    import keras
-
     from tfresflow import evaluation, io, plotting
-    from tfresflow.models.boosting import BoostedFlowTrainer, boosted_coupling_components
 
     io.ensure_writable_dir(out_dir, "--out")
-    keras.utils.set_random_seed(args.seed)
-    num, flow_steps, hidden = _architecture(args)
+    num, n_steps, hidden = _architecture(args)
     opts = _trainer_options(args)
     finetune_passes = opts.pop("finetune_passes", 0)
     finetune_steps = opts.pop("finetune_steps", None)
     dim = x_train.shape[1]
-    comps = boosted_coupling_components(num, dim, flow_steps=flow_steps, hidden_units=hidden,
-                                        seed=args.seed)
-    trainer = BoostedFlowTrainer(comps, objective="density", learning_rate=args.lr,
-                                 batch_size=args.batch_size, seed=args.seed,
-                                 verbose=0 if getattr(args, "quiet", False) else 1, **opts)
-    params = int(sum(c.count_params() for c in comps))
+    trainer, params = _trainer(args, num, dim, n_steps, hidden, objective="density", **opts)
     print(f"training boosted flow on {getattr(args, 'data', 'data')}: {num} components x "
-          f"{flow_steps} coupling steps, {params} parameters, {args.steps} steps per stage, "
+          f"{n_steps} coupling steps, {params} parameters, {args.steps} steps per stage, "
           f"{finetune_passes} GBF+ pass(es)")
     callback = None
     if dim == 2:
@@ -105,52 +119,48 @@ def train_boosted(args, x_train, x_test, out_dir):
                           on_stage_end=callback)
     train_seconds = time.time() - start
     mix = trainer.mixture()
-    train_nll, train_se = evaluation.nll_with_stderr(mix, x_train[:len(x_test)], seed=args.seed)
-    test_nll, test_se = evaluation.nll_with_stderr(mix, x_test, seed=args.seed + 1)
+    nlls = evaluation.train_test_nll(mix, x_train, x_test, seed=args.seed)
+    train_nll, train_se = nlls["train_nll"], nlls["train_nll_stderr"]
+    test_nll, test_se = nlls["test_nll"], nlls["test_nll_stderr"]
     metrics = {
         "model": "boosted", "data": getattr(args, "data", None), "components": num,
-        "flow_steps": flow_steps, "hidden_units": list(hidden),
+        "flow_steps": n_steps, "hidden_units": list(hidden),
         "steps_per_stage": args.steps, "finetune_passes": finetune_passes,
         "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
         "trainer_options": opts, "parameters": params,
-        "train_nll": train_nll, "train_nll_stderr": train_se,
-        "test_nll": test_nll, "test_nll_stderr": test_se,
-        "gaussian_baseline_test_nll": evaluation.gaussian_baseline_nll(x_train, x_test),
-        "weights": [float(w) for w in trainer.weights], "history": history,
+        **nlls, "weights": [float(w) for w in trainer.weights], "history": history,
         "train_seconds": train_seconds,
     }
     print(f"train NLL {train_nll:.4f} ± {train_se:.4f} nats | test NLL {test_nll:.4f} ± "
           f"{test_se:.4f} nats | weights {np.round(trainer.weights, 3).tolist()}")
+    figures = None
     if dim == 2:
-        plotting.save_density(os.path.join(out_dir, "density.png"),
-                              lambda p: mix.log_prob(p, seed=[args.seed, 7]).numpy(), limits,
-                              title=f"boosted ({num}x{flow_steps}) on {metrics['data']}")
-        samples = mix.sample(len(x_test), seed=args.seed).numpy()
-        plotting.save_samples(os.path.join(out_dir, "samples.png"), x_test, samples, limits)
-    io.write_json(os.path.join(out_dir, "metrics.json"), metrics)
-    print(f"wrote {out_dir}/metrics.json, checkpoints/"
-          + (", density.png, samples.png, stage_XX_density.png" if dim == 2 else ""))
+        figures = report.Figures(
+            log_prob=lambda p: mix.log_prob(p, seed=[args.seed, 7]).numpy(),
+            sample=lambda n: mix.sample(n, seed=args.seed).numpy(), reference=x_test,
+            limits=limits, title=f"boosted ({num}x{n_steps}) on {metrics['data']}")
+    written = report.report_fit(out_dir, metrics, figures=figures)
+    print(f"wrote {out_dir}/" + ", ".join(written[:1] + ["checkpoints/"] + written[1:])
+          + (", stage_XX_density.png" if dim == 2 else ""))
     return metrics
 
 
 # --------------------------------------------------------------------------- match
 def add_match_command(subparsers):
     """Adds ``match`` (density matching of an energy U1-U4) to an argparse subparsers object."""
-    from tfresflow.cli import _int_list, _positive_int
-
     match = subparsers.add_parser(
         "match", help="fit a boosted flow to an unnormalised 2-D energy (U1-U4) by reverse KL")
+    match.set_defaults(run=run_match)
     match.add_argument("--energy", required=True, help="target energy: U1, U2, U3 or U4")
-    match.add_argument("--components", type=_positive_int, default=2)
-    match.add_argument("--flow-steps", type=_positive_int, default=4,
-                       help="coupling steps per component")
-    match.add_argument("--hidden", type=_int_list, default=DEFAULT_HIDDEN,
+    match.add_argument("--components", type=positive_int, default=2)
+    add_n_steps(match, 4, "coupling steps per component")
+    match.add_argument("--hidden", type=int_list, default=DEFAULT_HIDDEN,
                        help="conditioner hidden widths, e.g. 64,64")
-    match.add_argument("--steps", type=_positive_int, default=2000,
+    match.add_argument("--steps", type=positive_int, default=2000,
                        help="optimiser steps per stage")
-    match.add_argument("--finetune-passes", type=int, default=0,
+    match.add_argument("--finetune-passes", type=nonnegative_int, default=0,
                        help="GBF+ fine-tuning passes over all components")
-    match.add_argument("--batch-size", type=_positive_int, default=256,
+    match.add_argument("--batch-size", type=positive_int, default=256,
                        help="samples per step")
     match.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     match.add_argument("--regularization", type=float, default=1.0,
@@ -181,29 +191,19 @@ def _target_samples(log_density, limits, n, seed, resolution=400):
 
 def run_match(args):
     """Runs ``tfresflow match``; returns the metrics dict."""
-    import keras
-
     from tfresflow import data, io, plotting
-    from tfresflow.models.boosting import BoostedFlowTrainer, boosted_coupling_components
 
-    if args.finetune_passes < 0:
-        raise ValueError(f"--finetune-passes must be >= 0, got {args.finetune_passes}.")
     box = args.box if args.box is not None and args.box > 0 else None
     floor = None if args.floor is None or np.isnan(args.floor) else args.floor
     target = data.log_density(args.energy, box=box)  # raises for an unknown name
     name = args.energy.upper()
     out_dir = args.out or os.path.join("runs", f"match-{name}")
     io.ensure_writable_dir(out_dir, "--out")
-    keras.utils.set_random_seed(args.seed)
-    comps = boosted_coupling_components(args.components, 2, flow_steps=args.flow_steps,
-                                        hidden_units=args.hidden, seed=args.seed)
-    trainer = BoostedFlowTrainer(comps, objective="matching", target_log_prob=target,
-                                 regularization=args.regularization, learning_rate=args.lr,
-                                 batch_size=args.batch_size, log_mixture_floor=floor,
-                                 seed=args.seed, verbose=0 if args.quiet else 1)
-    params = int(sum(c.count_params() for c in comps))
+    trainer, params = _trainer(args, args.components, 2, args.n_steps, args.hidden,
+                               objective="matching", target_log_prob=target,
+                               regularization=args.regularization, log_mixture_floor=floor)
     log_z = data.log_normalizer(name, box=box) if box is not None or name == "U1" else None
-    print(f"matching {name}: {args.components} components x {args.flow_steps} coupling steps, "
+    print(f"matching {name}: {args.components} components x {args.n_steps} coupling steps, "
           f"{params} parameters, {args.steps} steps per stage")
     limits = [(-4.0, 4.0), (-4.0, 4.0)]
     plotting.save_density(os.path.join(out_dir, "target.png"), lambda p: target(p).numpy(),
@@ -217,7 +217,7 @@ def run_match(args):
     seconds = time.time() - start
     final = trainer.matching_metrics(n=20000, seed=10 ** 5)
     metrics = {"energy": name, "box": box, "log_mixture_floor": floor,
-               "components": args.components, "flow_steps": args.flow_steps,
+               "components": args.components, "flow_steps": args.n_steps,
                "hidden_units": list(args.hidden), "steps_per_stage": args.steps,
                "finetune_passes": args.finetune_passes, "regularization": args.regularization,
                "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
@@ -229,15 +229,13 @@ def run_match(args):
         for record in history:
             record["reverse_kl"] = record["kl_minus_log_z"] + log_z
     mix = trainer.mixture()
-    plotting.save_density(os.path.join(out_dir, "density.png"),
-                          lambda p: mix.log_prob(p).numpy(), limits,
-                          title=f"boosted ({args.components}x{args.flow_steps}) for {name}")
     n = 20000
-    ref = _target_samples(lambda p: target(p).numpy(), limits, n, args.seed)
-    plotting.save_samples(os.path.join(out_dir, "samples.png"), ref,
-                          mix.sample(n, seed=args.seed).numpy(), limits,
-                          title=f"target (grid draws) vs boosted flow samples, {name}")
-    io.write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    report.report_fit(out_dir, metrics, figures=report.Figures(
+        log_prob=lambda p: mix.log_prob(p).numpy(),
+        sample=lambda m: mix.sample(m, seed=args.seed).numpy(),
+        reference=_target_samples(lambda p: target(p).numpy(), limits, n, args.seed),
+        limits=limits, title=f"boosted ({args.components}x{args.n_steps}) for {name}",
+        samples_title=f"target (grid draws) vs boosted flow samples, {name}"))
     kl = f"KL(G||p) {metrics['reverse_kl']:.4f} nats" if log_z is not None else \
         f"E[log G - log p~] {final['kl_minus_log_z']:.4f}"
     print(f"{name}: {kl}, ESS fraction {final['ess_fraction']:.3f}, weights "

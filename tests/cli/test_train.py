@@ -75,7 +75,7 @@ def test_non_finite_data_file_is_rejected_before_any_output(tmp_path, capsys):
 def test_residual_models_train_from_the_cli(model, tmp_path, capsys):
     out = tmp_path / model
     code, stdout, err = run(["train", "--model", model, "--data", "circles", "--steps", "60",
-                             "--flow-steps", "2", "--n-train", "2000", "--n-test", "500",
+                             "--n-steps", "2", "--n-train", "2000", "--n-test", "500",
                              "--out", str(out), "--quiet"]
                             + (["--option", "growth=8"] if model == "idensenet"
                                else ["--hidden", "16,16"]), capsys)

@@ -1,0 +1,37 @@
+"""Command line: ``tfresflow train | evaluate | sample | match``.
+
+``tfresflow train`` is the main job: data -> flow -> Keras ``fit`` -> evaluation -> figures ->
+saved model (:mod:`tfresflow.cli.train`; ``--model boosted`` and ``match`` are in
+:mod:`tfresflow.cli.boosted`). Everything a command writes goes to ``--out`` atomically.
+
+Arguments are parsed before TensorFlow is imported: the command modules import it only when a
+command runs.
+"""
+import argparse
+import sys
+
+from tfresflow.cli import boosted, train
+
+
+def build_parser():
+    """The ``tfresflow`` argument parser; each sub-command stores its function as ``run``."""
+    parser = argparse.ArgumentParser(prog="tfresflow", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train.add_commands(sub)
+    boosted.add_match_command(sub)
+    return parser
+
+
+def main(argv=None):
+    """Runs ``tfresflow`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code.
+
+    Bad input (a ValueError or FloatingPointError of the command) prints
+    ``tfresflow COMMAND: error: ...`` to stderr and returns 2.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, FloatingPointError) as err:
+        print(f"tfresflow {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0

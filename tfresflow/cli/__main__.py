@@ -1,0 +1,6 @@
+"""``python -m tfresflow.cli``: the ``tfresflow`` command."""
+import sys
+
+from tfresflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,82 @@
+"""Argument types of the ``tfresflow`` command line (``type=`` / ``action=`` for argparse).
+
+Each type turns the text of one command-line value into a Python value or raises
+``argparse.ArgumentTypeError`` (argparse then exits with code 2 and names the option). This
+module imports neither TensorFlow nor Keras, so parsing (and ``tfresflow --help``) stays fast.
+"""
+import argparse
+import ast
+import sys
+
+from tfresflow.validation import check_positive_int
+
+
+def _int_at_least(text, minimum, what):
+    try:
+        return check_positive_int(int(text), what, minimum=minimum)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
+def positive_int(text):
+    """An integer >= 1, e.g. ``--steps 2000``."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def nonnegative_int(text):
+    """An integer >= 0, e.g. ``--finetune-passes 0``."""
+    return _int_at_least(text, 0, "a non-negative integer")
+
+
+def int_list(text):
+    """A tuple of positive integers written with commas, e.g. ``--hidden 64,64``."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def option(text):
+    """``KEY=VALUE`` -> ``(key, value)``: the key with ``-`` turned into ``_``, the value a
+    Python literal when it reads as one (``3``, ``0.5``, ``(8, 8)``, ``True``), else the string.
+    """
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        pass  # keep as a string
+    return key.strip().replace("-", "_"), value
+
+
+
+class RenamedOption(argparse.Action):
+    """Stores one value like ``action="store"``; the old spellings in ``old`` still work.
+
+    Give the new spelling first and the old ones after it, e.g.
+    ``add_argument("--n-steps", "--flow-steps", action=RenamedOption, old=["--flow-steps"])``:
+    using an old spelling prints a one-line deprecation note to stderr.
+    """
+
+    def __init__(self, option_strings, dest, old=(), **kwargs):
+        self.old = tuple(old)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string in self.old:
+            print(f"{parser.prog}: `{option_string}` is deprecated and will be removed in the "
+                  f"next release; use `{self.option_strings[0]}`.", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_n_steps(parser, default, help_text):
+    """Adds ``--n-steps`` (old spelling ``--flow-steps``, deprecated) to ``parser``."""
+    parser.add_argument("--n-steps", "--flow-steps", dest="n_steps", type=positive_int,
+                        default=default, metavar="N", action=RenamedOption,
+                        old=["--flow-steps"],
+                        help=f"{help_text} (`--flow-steps` is its deprecated old name)")
