@@ -32,12 +32,12 @@ LIMITS = [(-4.0, 4.0), (-4.0, 4.0)]
 BOX = 4.0
 
 
-def fit_energy(name, components=2, flow_steps=4, steps=2000, finetune_passes=0,
+def fit_energy(name, components=2, n_steps=4, steps=2000, finetune_passes=0,
                regularization=1.0, seed=0, verbose=0):
     """Trains a boosted flow on energy ``name``; returns (records, density grids, titles)."""
     target = trf.data.log_density(name, box=BOX)
     log_z = trf.data.log_normalizer(name, box=BOX)
-    comps = trf.models.boosted_coupling_components(components, 2, n_steps=flow_steps,
+    comps = trf.models.boosted_coupling_components(components, 2, n_steps=n_steps,
                                                    hidden_units=(64, 64), seed=seed)
     trainer = trf.boosting.BoostedFlowTrainer(
         comps, objective="matching", target_log_prob=target, regularization=regularization,
@@ -79,12 +79,12 @@ def save_grid(path, rows):
     plt.close(fig)
 
 
-def main(energies=("U1", "U2", "U3", "U4"), components=2, flow_steps=4, steps=2000,
+def main(energies=("U1", "U2", "U3", "U4"), components=2, n_steps=4, steps=2000,
          finetune_passes=0, regularization=1.0, out="runs/boosted_match", seed=0):
     io.ensure_writable_dir(out, "--out")
     rows, summary = [], {}
     for name in energies:
-        records, grids, titles = fit_energy(name, components, flow_steps, steps,
+        records, grids, titles = fit_energy(name, components, n_steps, steps,
                                             finetune_passes, regularization, seed)
         save_grid(os.path.join(out, f"{name}_stages.png"), [(grids, titles)])
         rows.append((grids, titles))
@@ -101,12 +101,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--energies", default="U1,U2,U3,U4")
     parser.add_argument("--components", type=int, default=2)
-    parser.add_argument("--flow-steps", type=int, default=4)
+    parser.add_argument("--n-steps", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2000, help="Adam steps per stage")
     parser.add_argument("--finetune-passes", type=int, default=0)
     parser.add_argument("--regularization", type=float, default=1.0)
     parser.add_argument("--out", default="runs/boosted_match")
     parser.add_argument("--seed", type=int, default=0)
     a = parser.parse_args()
-    main(tuple(a.energies.split(",")), a.components, a.flow_steps, a.steps, a.finetune_passes,
+    main(tuple(a.energies.split(",")), a.components, a.n_steps, a.steps, a.finetune_passes,
          a.regularization, a.out, a.seed)

@@ -9,7 +9,7 @@ The result is a ``tfd.Distribution`` (``trf.distributions.BoostedFlow``) that co
 TFP; for coupling components it converts to the vectorised batched form.
 
     python examples/boosted_toy.py                                  # 4 x 2-step, ~1 min
-    python examples/boosted_toy.py --components 8 --flow-steps 1 --objective boosting
+    python examples/boosted_toy.py --components 8 --n-steps 1 --objective boosting
 """
 import argparse
 import os
@@ -23,11 +23,11 @@ import tfresflow as trf  # noqa: E402
 from tfresflow import plotting  # noqa: E402
 
 
-def main(components=4, flow_steps=2, steps=1500, objective="mixture", finetune_passes=1,
+def main(components=4, n_steps=2, steps=1500, objective="mixture", finetune_passes=1,
          data="8gaussians", out="runs/boosted_toy", seed=0, verbose=1):
     x = trf.data.sample(data, 20000, seed=seed)
     x_test = trf.data.sample(data, 5000, seed=seed + 1)
-    comps = trf.models.boosted_coupling_components(components, 2, n_steps=flow_steps,
+    comps = trf.models.boosted_coupling_components(components, 2, n_steps=n_steps,
                                                    hidden_units=(64, 64), seed=seed)
     trainer = trf.boosting.BoostedFlowTrainer(comps, density_objective=objective,
                                             learning_rate=1e-3, batch_size=256, seed=seed,
@@ -68,7 +68,7 @@ def main(components=4, flow_steps=2, steps=1500, objective="mixture", finetune_p
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--components", type=int, default=4)
-    parser.add_argument("--flow-steps", type=int, default=2)
+    parser.add_argument("--n-steps", type=int, default=2)
     parser.add_argument("--steps", type=int, default=1500, help="Adam steps per stage")
     parser.add_argument("--objective", choices=("boosting", "mixture"), default="mixture")
     parser.add_argument("--finetune-passes", type=int, default=1)
@@ -76,5 +76,5 @@ if __name__ == "__main__":
     parser.add_argument("--out", default="runs/boosted_toy")
     parser.add_argument("--seed", type=int, default=0)
     a = parser.parse_args()
-    main(a.components, a.flow_steps, a.steps, a.objective, a.finetune_passes, a.data, a.out,
+    main(a.components, a.n_steps, a.steps, a.objective, a.finetune_passes, a.data, a.out,
          a.seed)

@@ -14,7 +14,7 @@ def test_checkpoint_restores_and_resumes(tmp_path):
     x = trf.data.sample("moons", 1500, seed=0)
 
     def make():
-        return BoostedFlowTrainer(boosted_coupling_components(2, 2, flow_steps=1,
+        return BoostedFlowTrainer(boosted_coupling_components(2, 2, n_steps=1,
                                                               hidden_units=(16,)),
                                   batch_size=128, verbose=0)
     trainer = make()

@@ -47,7 +47,7 @@ def test_boosting_improves_test_nll_on_a_multimodal_toy():
     x = trf.data.sample("8gaussians", 6000, seed=0)
     x_test = trf.data.sample("8gaussians", 2000, seed=1)
     for objective in ("mixture", "boosting"):
-        comps = boosted_coupling_components(3, 2, flow_steps=2, hidden_units=(32, 32), seed=1)
+        comps = boosted_coupling_components(3, 2, n_steps=2, hidden_units=(32, 32), seed=1)
         trainer = BoostedFlowTrainer(comps, density_objective=objective, learning_rate=3e-3,
                                      batch_size=256, seed=1, verbose=0)
         history = trainer.fit(x, steps_per_component=400, validation_data=x_test)
@@ -62,7 +62,7 @@ def test_boosting_improves_test_nll_on_a_multimodal_toy():
 
 def test_stage_trains_only_the_new_component_and_finetune_pass(tmp_path):
     x = trf.data.sample("8gaussians", 2000, seed=0)
-    comps = boosted_coupling_components(2, 2, flow_steps=1, hidden_units=(16,))
+    comps = boosted_coupling_components(2, 2, n_steps=1, hidden_units=(16,))
     trainer = BoostedFlowTrainer(comps, batch_size=128, verbose=0)
     snapshots = {}
 
@@ -83,7 +83,7 @@ def test_stage_trains_only_the_new_component_and_finetune_pass(tmp_path):
 
 
 def test_density_matching_runs_end_to_end():
-    comps = boosted_coupling_components(2, 2, flow_steps=2, hidden_units=(16, 16))
+    comps = boosted_coupling_components(2, 2, n_steps=2, hidden_units=(16, 16))
     trainer = BoostedFlowTrainer(comps, objective="matching",
                                  target_log_prob=trf.data.log_density("U1"), batch_size=128,
                                  log_mixture_floor=-10.0, verbose=0)

@@ -83,6 +83,6 @@ def test_boosted_and_match_write_through_report_fit(tmp_path, report_calls):
         assert call["written"] == ["metrics.json", "density.png", "samples.png"]
         assert {"metrics.json", "density.png", "samples.png", "stage_00_density.png"} <= \
             set(os.listdir(call["out"]))
-    assert boosted["metrics"]["model"] == "boosted" and boosted["metrics"]["flow_steps"] == 1
+    assert boosted["metrics"]["model"] == "boosted" and boosted["metrics"]["n_steps"] == 1
     assert match["metrics"]["energy"] == "U1" and len(match["figures"].reference) == 20000
     assert "target.png" in os.listdir(tmp_path / "m")

@@ -11,7 +11,7 @@
 Both write to ``--out`` (atomically): ``metrics.json`` (with the per-stage history), one
 ``stage_XX_density.png`` per stage, ``density.png``, ``samples.png`` and a checkpoint per stage
 under ``checkpoints/`` (the last one is the trained model). ``--n-steps`` was ``--flow-steps``
-(still accepted, deprecated); ``metrics.json`` keeps the key ``flow_steps`` for it.
+(still accepted, deprecated); ``metrics.json`` records it as ``n_steps``.
 
 TensorFlow is imported when a command runs, not when this module is imported (so
 ``tfresflow --help`` stays fast).
@@ -77,10 +77,12 @@ def _trainer(args, num, dim, n_steps, hidden, **options):
     """
     import keras
 
-    from tfresflow.models import BoostedFlowTrainer, boosted_coupling_components
+    from tfresflow.boosting import BoostedFlowTrainer
+    from tfresflow.models import build_model
 
     keras.utils.set_random_seed(args.seed)
-    comps = boosted_coupling_components(num, dim, n_steps, hidden_units=hidden, seed=args.seed)
+    comps = build_model("boosted", dim, num_components=num, n_steps=n_steps, hidden_units=hidden,
+                        seed=args.seed)
     trainer = BoostedFlowTrainer(comps, learning_rate=args.lr, batch_size=args.batch_size,
                                  seed=args.seed,
                                  verbose=0 if getattr(args, "quiet", False) else 1, **options)
@@ -124,7 +126,7 @@ def train_boosted(args, x_train, x_test, out_dir):
     test_nll, test_se = nlls["test_nll"], nlls["test_nll_stderr"]
     metrics = {
         "model": "boosted", "data": getattr(args, "data", None), "components": num,
-        "flow_steps": n_steps, "hidden_units": list(hidden),
+        "n_steps": n_steps, "hidden_units": list(hidden),
         "steps_per_stage": args.steps, "finetune_passes": finetune_passes,
         "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
         "trainer_options": opts, "parameters": params,
@@ -217,7 +219,7 @@ def run_match(args):
     seconds = time.time() - start
     final = trainer.matching_metrics(n=20000, seed=10 ** 5)
     metrics = {"energy": name, "box": box, "log_mixture_floor": floor,
-               "components": args.components, "flow_steps": args.n_steps,
+               "components": args.components, "n_steps": args.n_steps,
                "hidden_units": list(args.hidden), "steps_per_stage": args.steps,
                "finetune_passes": args.finetune_passes, "regularization": args.regularization,
                "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,

@@ -81,9 +81,9 @@ def run_train(args):
     from tfresflow import io
     from tfresflow.models import MODEL_BUILDERS
 
-    if args.model not in MODEL_BUILDERS and args.model != "boosted":
+    if args.model not in MODEL_BUILDERS:
         raise ValueError(f"Unknown --model {args.model!r}; choose one of "
-                         f"{sorted({*MODEL_BUILDERS, 'boosted'})}.")
+                         f"{sorted(MODEL_BUILDERS)}.")
     if args.components is not None and args.model != "boosted":
         raise ValueError(f"--components applies to --model boosted only, not {args.model!r}.")
     out = args.out or os.path.join("runs", f"{args.model}-{os.path.basename(args.data)}")
