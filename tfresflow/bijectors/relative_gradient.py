@@ -54,6 +54,11 @@ Jacobians of the flow are exact.
   the training loss displayed by ``fit`` is therefore the NLL *without* ``-sum_k log|det W_k|``,
   while its gradient is that of the full NLL. ``relative=False`` uses the explicit inverse
   ``W^{-T}`` for the gradient (the paper's "ordinary" baseline).
+
+References:
+  Gresele, Fissore, Javaloy, Schölkopf & Hyvärinen (2020), "Relative gradient optimization of the
+    Jacobian term in unsupervised deep learning", NeurIPS, arXiv:2006.15090 (eqs. 3, 15, 32-33;
+    Appendices A, C, D, F).
 """
 import keras
 import tensorflow as tf

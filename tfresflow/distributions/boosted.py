@@ -33,6 +33,10 @@ Two forms:
 Batch and event shapes follow TFP: the mixture has the components' event shape and batch
 shape ``[]`` (the component axis is reduced), ``sample(sample_shape)`` has shape
 ``sample_shape + event_shape``.
+
+References:
+  Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", NeurIPS, arXiv:2002.11896
+    (eq. 7).
 """
 import numpy as np
 import tensorflow as tf

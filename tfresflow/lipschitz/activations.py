@@ -24,6 +24,12 @@ this needs activations with ``sup |phi'| <= 1`` (for ``CLipSwish``, which is not
 
 Every class has ``output_multiplier`` (2 for CLipSwish, 1 otherwise) and ``elementwise``
 (False only for CLipSwish), so networks can size their layers. :func:`get` builds one by name.
+
+References:
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735 (LipSwish, eq. 9).
+  Perugachi-Diaz, Tomczak & Bhulai (2021), "Invertible DenseNets with Concatenated LipSwish",
+    NeurIPS, arXiv:2102.02694 (CLipSwish, LeakyLSwish; eqs. 11, 14, App. A.3).
 """
 import math
 

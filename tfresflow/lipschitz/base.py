@@ -46,6 +46,14 @@ reference implementation. For non-spectral mixed norms without closed form the
 estimate is only a local maximum (the problem is NP-hard in general) and the margin is no
 guarantee. The state variables use ``aggregation="only_first_replica"``: every replica computes
 the same update from identical (mirrored) weights, and the first replica's value is kept.
+
+References:
+  Behrmann, Grathwohl, Chen, Duvenaud & Jacobsen (2019), "Invertible Residual Networks", ICML,
+    arXiv:1811.00995 (eq. 5).
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735.
+  Miyato, Kataoka, Koyama & Yoshida (2018), "Spectral Normalization for Generative Adversarial
+    Networks", ICLR, arXiv:1802.05957.
 """
 import weakref
 

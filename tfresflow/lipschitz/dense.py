@@ -8,6 +8,14 @@ eq. (11)): exact for ``domain = 1`` or ``codomain = inf`` (which include ``1 -> 
 absolute column sum, and ``inf -> inf``, the maximum absolute row sum), generalised power
 iteration otherwise. Orders may be :class:`NormOrder` instances (learnable, shared with the
 neighbouring layer; build chains with :func:`tfresflow.lipschitz.chain_orders`).
+
+References:
+  Behrmann, Grathwohl, Chen, Duvenaud & Jacobsen (2019), "Invertible Residual Networks", ICML,
+    arXiv:1811.00995.
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735 (Section 3.4, eq. 11).
+  Miyato, Kataoka, Koyama & Yoshida (2018), "Spectral Normalization for Generative Adversarial
+    Networks", ICLR, arXiv:1802.05957.
 """
 import keras
 import tensorflow as tf

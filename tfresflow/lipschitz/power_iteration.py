@@ -34,6 +34,16 @@ rtol * sigma``, or after ``max_iterations``. Stopping on the relative change ``d
 relative error reached 7.5e-4 at ``rtol = 1e-5`` (20 draws), the extrapolated rule's 6e-5.
 A round-off decrease (``delta_k <= 0``) stops. With several restarts or a stack of operators,
 each member is frozen once it meets the rule and the loop ends when all have.
+
+References:
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735 (Section 3.4, eq. 11; Appendix E).
+  Miyato, Kataoka, Koyama & Yoshida (2018), "Spectral Normalization for Generative Adversarial
+    Networks", ICLR, arXiv:1802.05957.
+  Gouk, Frank, Pfahringer & Cree (2018), "Regularisation of Neural Networks by Enforcing Lipschitz
+    Continuity", arXiv:1804.04368.
+  Johnston (2016), "QETLAB: A MATLAB toolbox for quantum entanglement", version 0.9,
+    http://qetlab.com.
 """
 import collections
 import math

@@ -6,6 +6,14 @@ App. C). Registered for the CLI as ``resflow`` (unbiased Russian-roulette log-de
 Neumann gradient), ``iresnet`` (Behrmann et al. 2019: the biased truncated power series) and
 ``idensenet`` (Perugachi-Diaz et al. 2021: DenseNet residual functions with learnable
 concatenation and CLipSwish).
+
+References:
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735.
+  Behrmann, Grathwohl, Chen, Duvenaud & Jacobsen (2019), "Invertible Residual Networks", ICML,
+    arXiv:1811.00995.
+  Perugachi-Diaz, Tomczak & Bhulai (2021), "Invertible DenseNets with Concatenated LipSwish",
+    NeurIPS, arXiv:2102.02694.
 """
 import tensorflow_probability as tfp
 

@@ -33,10 +33,10 @@ the non-finite examples (so they cost no iterations and do not block convergence
 and their non-finite values pass through to the output, under XLA too.
 
 References:
-  Behrmann, Grathwohl, Chen, Duvenaud, Jacobsen (2019). Invertible Residual Networks.
-  arXiv:1811.00995.
-  Gresele, Fissore, Javaloy, Schölkopf, Hyvärinen (2020). Relative gradient optimization of the
-  Jacobian term in unsupervised deep learning. arXiv:2006.15090.
+  Behrmann, Grathwohl, Chen, Duvenaud & Jacobsen (2019), "Invertible Residual Networks", ICML,
+    arXiv:1811.00995 (Algorithm 1).
+  Gresele, Fissore, Javaloy, Schölkopf & Hyvärinen (2020), "Relative gradient optimization of the
+    Jacobian term in unsupervised deep learning", NeurIPS, arXiv:2006.15090 (Appendix H).
 """
 import sys
 import warnings
