@@ -15,7 +15,9 @@ Euclidean gradient by ``W_paper^T W_paper``; in row convention, with ``G = dL/dW
 
 which turns the ``L_J^2`` term into exactly ``W`` (``W W^T W^{-T} = W``) and the data terms into
 ``W W^T z^T delta = (W (z W)^T) delta`` with ``delta = dL/dy`` the back-propagated error: two
-GEMMs with the batch dimension inside, O(B D^2), no inverse, no determinant (App. A, C, D).
+GEMMs with the batch dimension inside, O(B D^2), no inverse, no determinant (App. A, C, D;
+``benchmarks/relative_gradient.py`` times it against the O(D^3) gradients, snapshot in
+``docs/results/relative_gradient.json``).
 (This is the reference code's update too. Right-multiplying the *row-convention* gradient,
 ``G W^T W``, would be a different, input-side relative gradient: not the paper's method.)
 

@@ -37,8 +37,9 @@ class LipschitzDense(LipschitzLayer):
       domain, codomain: norm orders in [1, inf] (``"inf"`` accepted) or :class:`NormOrder`.
       n_restarts: power-iteration restarts at build (default 1 for the spectral norm, 32 for
         mixed norms without closed form, where the iteration may stop at a local maximum:
-        with 10 restarts it missed the maximum of 8 -> 7 Gaussian kernels by up to 6%,
-        with 32 by at most 0.9% in 60 trials). Later updates warm-start from the best one.
+        a few restarts can miss the maximum by several percent, more restarts make a miss
+        rarer and smaller; ``tests/test_lipschitz.py`` checks the default against brute force).
+        Later updates warm-start from the best one.
       margin, atol, rtol, max_iterations, seed: see :class:`LipschitzLayer`.
     """
 

@@ -1,7 +1,7 @@
 """Hutchinson (Skilling-Hutchinson) trace-estimator probes.
 
 For a random vector ``v`` with ``E[v] = 0`` and ``E[v v^T] = I``, ``tr(A) = E[v^T A v]``
-(Hutchinson, 1990; Skilling, 1989). Residual Flows uses ``v ~ N(0, I)`` (Chen et al., 2019,
+(Hutchinson, 1989; Skilling, 1989). Residual Flows uses ``v ~ N(0, I)`` (Chen et al., 2019,
 Theorem 1); Rademacher probes (entries +-1) have a smaller variance,
 ``Var[v^T A v] = 2 sum_{i != j} A_ij^2`` instead of ``2 ||A||_F^2`` for symmetric ``A``.
 
