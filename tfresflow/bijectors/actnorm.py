@@ -15,6 +15,12 @@ graph mode the initialisation is branch-free (``where(initialized, current, new)
 call) because a cross-replica synchronisation inside ``tf.cond`` is not allowed. An explicit
 :meth:`ActNorm.initialize` is also available. The ``initialized`` flag is a (non-trainable) Keras
 weight, so a saved and reloaded model is not re-initialised.
+
+References:
+  Kingma & Dhariwal (2018), "Glow: Generative Flow with Invertible 1x1 Convolutions", NeurIPS,
+    arXiv:1807.03039.
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735 (Appendix E).
 """
 import keras
 import numpy as np

@@ -25,6 +25,11 @@ the sampling direction) is finite, naming the step, so a NaN is caught where it 
 Every method accepts the keyword arguments ``training`` (bool; selects the training-time
 estimator of stochastic log-dets) and ``seed`` (a stateless seed). TFP keys its cache on them,
 so a new seed gives a new draw.
+
+References:
+  Grathwohl, Chen, Bettencourt, Sutskever & Duvenaud (2019), "FFJORD: Free-form Continuous Dynamics
+    for Scalable Reversible Generative Models", ICLR, arXiv:1810.01367 (the cache pattern of
+    ``tfb.FFJORD``).
 """
 import copy
 

@@ -4,6 +4,10 @@ Used for the batched (``tfd.MixtureSameFamily``-style) form of
 :class:`tfresflow.distributions.BoostedFlow`: ``log_prob`` runs all C components in one
 vectorised pass, and :func:`forward_select` runs, per sample, only the forward map of the
 component that sample was drawn from.
+
+References:
+  Dinh, Sohl-Dickstein & Bengio (2017), "Density estimation using Real NVP", ICLR, arXiv:1605.08803.
+  Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", NeurIPS, arXiv:2002.11896.
 """
 import numpy as np
 import tensorflow as tf

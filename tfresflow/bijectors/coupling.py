@@ -8,6 +8,9 @@ part ``b``, the density direction (TFP ``inverse``, data -> latent) is
 and the sampling direction (TFP ``forward``) is ``x_b = (z_b - t(z_a)) * exp(-s(z_a))``. The
 log-determinant is exact. ``s`` is stabilised by a soft clamp ``s = c * tanh(s_raw / c)`` so a
 single step can never scale a coordinate by more than ``exp(c)``.
+
+References:
+  Dinh, Sohl-Dickstein & Bengio (2017), "Density estimation using Real NVP", ICLR, arXiv:1605.08803.
 """
 import numpy as np
 import tensorflow as tf

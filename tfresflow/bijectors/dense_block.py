@@ -5,6 +5,12 @@ the block is a Residual Flow block (:class:`tfresflow.bijectors.ResidualBlock`: 
 estimators, gradients and fixed-point inverse) whose ``g`` is a
 :class:`tfresflow.nets.DenseNet` (Lipschitz-normalised dense layers with learnable weighted
 concatenation).
+
+References:
+  Perugachi-Diaz, Tomczak & Bhulai (2021), "Invertible DenseNets with Concatenated LipSwish",
+    NeurIPS, arXiv:2102.02694.
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735.
 """
 from tfresflow.bijectors.base import unique_name
 from tfresflow.bijectors.residual import ResidualBlock

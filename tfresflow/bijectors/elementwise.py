@@ -19,8 +19,8 @@ reference code instead runs 100 unguarded Newton steps from 0.
 These steps have no weights: ``keras_layers()`` is empty and ``build`` only checks the shape.
 
 References:
-  Gresele, Fissore, Javaloy, Schölkopf, Hyvärinen (2020). Relative gradient optimization of the
-  Jacobian term in unsupervised deep learning. arXiv:2006.15090 (Appendix H).
+  Gresele, Fissore, Javaloy, Schölkopf & Hyvärinen (2020), "Relative gradient optimization of the
+    Jacobian term in unsupervised deep learning", NeurIPS, arXiv:2006.15090 (Appendix H).
 """
 import numpy as np
 import tensorflow as tf

@@ -15,7 +15,9 @@ Euclidean gradient by ``W_paper^T W_paper``; in row convention, with ``G = dL/dW
 
 which turns the ``L_J^2`` term into exactly ``W`` (``W W^T W^{-T} = W``) and the data terms into
 ``W W^T z^T delta = (W (z W)^T) delta`` with ``delta = dL/dy`` the back-propagated error: two
-GEMMs with the batch dimension inside, O(B D^2), no inverse, no determinant (App. A, C, D).
+GEMMs with the batch dimension inside, O(B D^2), no inverse, no determinant (App. A, C, D;
+``benchmarks/relative_gradient.py`` times it against the O(D^3) gradients, snapshot in
+``docs/results/relative_gradient.json``).
 (This is the reference code's update too. Right-multiplying the *row-convention* gradient,
 ``G W^T W``, would be a different, input-side relative gradient: not the paper's method.)
 
@@ -54,6 +56,11 @@ Jacobians of the flow are exact.
   the training loss displayed by ``fit`` is therefore the NLL *without* ``-sum_k log|det W_k|``,
   while its gradient is that of the full NLL. ``relative=False`` uses the explicit inverse
   ``W^{-T}`` for the gradient (the paper's "ordinary" baseline).
+
+References:
+  Gresele, Fissore, Javaloy, Schölkopf & Hyvärinen (2020), "Relative gradient optimization of the
+    Jacobian term in unsupervised deep learning", NeurIPS, arXiv:2006.15090 (eqs. 3, 15, 32-33;
+    Appendices A, C, D, F).
 """
 import keras
 import tensorflow as tf

@@ -26,6 +26,12 @@ Randomness: ``seed`` (stateless, from ``FlowModel`` or ``bijector_kwargs``) driv
 stochastic log-det; with ``seed=None`` a seed is drawn from TensorFlow's global generator.
 ``training=True`` selects the estimator's training mode (e.g. fewer exact terms, and the
 backward-in-forward gradient).
+
+References:
+  Behrmann, Grathwohl, Chen, Duvenaud & Jacobsen (2019), "Invertible Residual Networks", ICML,
+    arXiv:1811.00995.
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735.
 """
 import keras
 import tensorflow as tf

@@ -4,6 +4,9 @@ Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", arXiv:2002.11
 mixture itself is the distribution :class:`tfresflow.distributions.BoostedFlow`; the recipe of
 coupling-flow components is the model builder ``"boosted"``
 (:func:`tfresflow.models.boosted_coupling_components`).
+
+References:
+  Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", NeurIPS, arXiv:2002.11896.
 """
 from tfresflow.boosting.checkpoint import (load_checkpoint, save_checkpoint,  # noqa: F401
                                            trainer_state)

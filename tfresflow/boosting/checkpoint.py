@@ -7,6 +7,9 @@ A checkpoint is a directory written atomically (a reader never sees a partial on
 
 so a long boosting run resumes exactly after its last completed stage
 (``BoostedFlowTrainer.fit`` skips the stages already in the restored history).
+
+References:
+  Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", NeurIPS, arXiv:2002.11896.
 """
 import json
 import os

@@ -4,6 +4,10 @@ During a boosting stage only the new component changes, so the log-densities ``l
 of the frozen components at the training (and validation) data are computed once, by one
 compiled function per component, and reused by every later stage: for ``log G`` in the
 density objectives, for the pool of Algorithm 1 and for the mixture NLL of each stage.
+
+References:
+  Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", NeurIPS, arXiv:2002.11896
+    (Algorithm 1).
 """
 import numpy as np
 import tensorflow as tf

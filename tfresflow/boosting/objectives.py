@@ -40,9 +40,10 @@ objective: maximum likelihood for the density objectives, reverse KL for matchin
 (``objective="density"|"matching"``, ``density_objective="boosting"|"mixture"``) to these.
 
 References:
-  Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", arXiv:2002.11896.
-  Rosset & Segal (2002), "Boosting Density Estimation", NeurIPS 2002.
-  Li & Barron (1999), "Mixture Density Estimation", NeurIPS 1999.
+  Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", NeurIPS, arXiv:2002.11896
+    (eqs. 11-12).
+  Rosset & Segal (2002), "Boosting Density Estimation", NeurIPS.
+  Li & Barron (1999), "Mixture Density Estimation", NeurIPS.
 """
 import numpy as np
 import tensorflow as tf

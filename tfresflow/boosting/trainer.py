@@ -17,7 +17,8 @@ strictly inside so that a fine-tuning pass can renormalise
 (:func:`tfresflow.random.fold_in_tag`) and derived from the one integer ``seed``.
 
 References:
-  Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", arXiv:2002.11896.
+  Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", NeurIPS, arXiv:2002.11896
+    (eq. 7, Algorithm 1, Sec. 3.3).
 """
 import os
 import time

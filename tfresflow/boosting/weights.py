@@ -21,7 +21,8 @@ Everything is evaluated on a pool of log-densities computed once (nothing but ``
 during the fit), so this module is pure numpy and knows nothing about flows.
 
 References:
-  Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", arXiv:2002.11896.
+  Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", NeurIPS, arXiv:2002.11896
+    (eq. 7, Algorithm 1).
 """
 import numpy as np
 

@@ -18,6 +18,10 @@ does this (same standardisation); validation and test keep their one fixed draw.
 Log-likelihoods of the standardised data convert to the dequantised ``[0, 1)^64`` space by
 adding :attr:`Digits.log_det_standardise` ``= -sum log std`` (nats per image), and to
 (dequantised) pixel units ``[0, 17)^64`` by adding a further ``-64 log 17``.
+
+References:
+  Theis, van den Oord & Bethge (2016), "A note on the evaluation of generative models", ICLR,
+    arXiv:1511.01844 (uniform dequantisation).
 """
 import dataclasses
 

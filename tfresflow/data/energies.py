@@ -18,6 +18,12 @@ U2-U4 do not depend on ``z1`` except through the periodic/bounded ``w``'s, so
 Reverse-KL matching then rewards spreading mass along ``z1`` without bound; pass
 ``box=a`` to add the soft box ``(z1 / a)^8`` to U (negligible for ``|z1| < a/2``, 1 at
 ``|z1| = a``, ~26 at ``1.5 a``), which makes every target a proper density.
+
+References:
+  Rezende & Mohamed (2015), "Variational Inference with Normalizing Flows", ICML, arXiv:1505.05770
+    (Table 1).
+  Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", NeurIPS, arXiv:2002.11896
+    (Fig. 5).
 """
 import numpy as np
 import tensorflow as tf

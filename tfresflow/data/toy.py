@@ -3,6 +3,14 @@
 Each sampler is ``fn(n, rng) -> float32 array [n, 2]`` drawing from a fixed distribution
 with a ``numpy.random.Generator``; :func:`sample` gives them a seeded interface. Scales follow
 the FFJORD / Residual Flows toy code conventions (data roughly within [-4, 4]^2).
+
+References:
+  Grathwohl, Chen, Bettencourt, Sutskever & Duvenaud (2019), "FFJORD: Free-form Continuous Dynamics
+    for Scalable Reversible Generative Models", ICLR, arXiv:1810.01367.
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735.
+  Perugachi-Diaz, Tomczak & Bhulai (2021), "Invertible DenseNets with Concatenated LipSwish",
+    NeurIPS, arXiv:2102.02694.
 """
 import numpy as np
 import tensorflow as tf

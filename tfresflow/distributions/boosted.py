@@ -12,8 +12,8 @@ where every component ``g_c`` is a flow over one shared base distribution. Here
   component ``j``'s flow on the samples assigned to it (``tf.dynamic_partition`` ->
   one ``sample`` per component -> ``tf.dynamic_stitch``). ``tfd.Mixture`` and
   ``tfd.MixtureSameFamily`` instead sample every component for every draw (C times the work,
-  TFP issue #1208); the reference implementation draws one component for the whole batch,
-  which is not a sample of the mixture.
+  TFP issue #1208; ``benchmarks/boosted.py``, part 2, times both); the reference
+  implementation draws one component for the whole batch, which is not a sample of the mixture.
 
 Two forms:
 
@@ -33,6 +33,10 @@ Two forms:
 Batch and event shapes follow TFP: the mixture has the components' event shape and batch
 shape ``[]`` (the component axis is reduced), ``sample(sample_shape)`` has shape
 ``sample_shape + event_shape``.
+
+References:
+  Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", NeurIPS, arXiv:2002.11896
+    (eq. 7).
 """
 import numpy as np
 import tensorflow as tf

@@ -16,6 +16,12 @@ Note: the reference code's ``log_pdf_hypsec`` is ``-2 log cosh(x) - log 2``, i.e
 not this one.
 
 Registered as the base distribution ``"hypsecant"`` (i.i.d. standard coordinates).
+
+References:
+  Gresele, Fissore, Javaloy, Schölkopf & Hyvärinen (2020), "Relative gradient optimization of the
+    Jacobian term in unsupervised deep learning", NeurIPS, arXiv:2006.15090 (Appendix H).
+  Johnson, Kotz & Balakrishnan (1995), "Continuous Univariate Distributions", Vol. 2, 2nd ed.,
+    Wiley.
 """
 import numpy as np
 import tensorflow as tf

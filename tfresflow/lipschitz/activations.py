@@ -8,7 +8,8 @@ this needs activations with ``sup |phi'| <= 1`` (for ``CLipSwish``, which is not
   ``x sigmoid(beta x) / 1.1`` with ``beta = softplus(b) > 0``. With ``t = beta x`` the derivative
   is ``s(t) (1 + t s(-t)) / 1.1`` (``s`` = sigmoid), independent of ``beta`` up to the shift of
   ``t``; its maximum 1.0998.../1.1 < 1 holds for every ``beta``. Non-monotone and smooth, so its
-  second derivative does not vanish where ``|phi'|`` is near 1 (no gradient saturation).
+  second derivative does not vanish where ``|phi'|`` is near 1 (no gradient saturation;
+  ``benchmarks/signal_preservation.py`` measures the signal preservation of both activations).
   As in the reference code the raw parameter ``b`` starts at 0.5 (``beta = softplus(0.5) = 0.974``).
 * :class:`CLipSwish` (Perugachi-Diaz et al., 2021, i-DenseNets, eq. (11), App. A.3):
   ``Phi(x) = [LipSwish(x), LipSwish(-x)] / L`` concatenated on the last (channel) axis, so the
@@ -24,6 +25,12 @@ this needs activations with ``sup |phi'| <= 1`` (for ``CLipSwish``, which is not
 
 Every class has ``output_multiplier`` (2 for CLipSwish, 1 otherwise) and ``elementwise``
 (False only for CLipSwish), so networks can size their layers. :func:`get` builds one by name.
+
+References:
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735 (LipSwish, eq. 9).
+  Perugachi-Diaz, Tomczak & Bhulai (2021), "Invertible DenseNets with Concatenated LipSwish",
+    NeurIPS, arXiv:2102.02694 (CLipSwish, LeakyLSwish; eqs. 11, 14, App. A.3).
 """
 import math
 

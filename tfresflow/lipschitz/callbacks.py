@@ -13,6 +13,10 @@ in EMA weights (Chen et al., 2019, App. E, "adaptive number of power iterations"
 * :class:`LipschitzUpdate` calls it after every training batch and before evaluation and
   prediction. Also call :func:`update_lipschitz_layers` yourself after ``load_weights`` or an
   EMA swap outside ``fit``.
+
+References:
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735 (Appendix E).
 """
 import warnings
 import weakref

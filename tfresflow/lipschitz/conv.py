@@ -18,6 +18,14 @@ Sedghi et al., 2019).
 
 See :mod:`tfresflow.lipschitz.base` for the normalisation ``W / max(1, sigma (1+margin)/coeff)``,
 its gradient, and when power iteration runs.
+
+References:
+  Behrmann, Grathwohl, Chen, Duvenaud & Jacobsen (2019), "Invertible Residual Networks", ICML,
+    arXiv:1811.00995.
+  Gouk, Frank, Pfahringer & Cree (2018), "Regularisation of Neural Networks by Enforcing Lipschitz
+    Continuity", arXiv:1804.04368.
+  Sedghi, Gupta & Long (2019), "The Singular Values of Convolutional Layers", ICLR, arXiv:1805.10408
+    (circular padding).
 """
 import keras
 import tensorflow as tf

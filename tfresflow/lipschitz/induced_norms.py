@@ -24,6 +24,11 @@ that may stop at a local maximum; layers therefore use several restarts at build
 
 Learnable orders (:class:`NormOrder`) are squashed into (1, 5) as ``p = 1 + 4 sigmoid(s - log 3)``
 (``p = 2`` at ``s = 0``; the reference uses a similar asymmetric squash onto (1, 5)).
+
+References:
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735 (Section 3.4, eq. 11).
+  Tropp (2004), "Topics in Sparse Approximation", PhD thesis, The University of Texas at Austin.
 """
 import math
 

@@ -30,10 +30,20 @@ power method converges geometrically, so the distance still to go is about
 increase). Stop when ``max(delta_k, delta_k r / (1 - r)) <= atol +
 rtol * sigma``, or after ``max_iterations``. Stopping on the relative change ``delta_k`` alone
 (the rule the paper describes) under-estimates badly when the top singular values are close
-(slow convergence, small steps): for 128 x 128 Gaussian matrices from random starts its
-relative error reached 7.5e-4 at ``rtol = 1e-5`` (20 draws), the extrapolated rule's 6e-5.
+(slow convergence, small steps): from random starts its relative error can be far larger than
+``rtol`` and than the extrapolated rule's at the same ``rtol``.
 A round-off decrease (``delta_k <= 0``) stops. With several restarts or a stack of operators,
 each member is frozen once it meets the rule and the loop ends when all have.
+
+References:
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735 (Section 3.4, eq. 11; Appendix E).
+  Miyato, Kataoka, Koyama & Yoshida (2018), "Spectral Normalization for Generative Adversarial
+    Networks", ICLR, arXiv:1802.05957.
+  Gouk, Frank, Pfahringer & Cree (2018), "Regularisation of Neural Networks by Enforcing Lipschitz
+    Continuity", arXiv:1804.04368.
+  Johnston (2016), "QETLAB: A MATLAB toolbox for quantum entanglement", version 0.9,
+    http://qetlab.com.
 """
 import collections
 import math

@@ -23,6 +23,10 @@ re-evaluating ``g`` (one extra forward of ``g``), so no part of the forward grap
 Variables are matched to the ones TensorFlow passes to the gradient function by ``ref()``, taking
 them from the tapes' ``watched_variables()`` (which also works for ``MirroredVariable``\\ s under
 ``tf.distribute``).
+
+References:
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735 (Section 3.2, eq. 8).
 """
 import tensorflow as tf
 

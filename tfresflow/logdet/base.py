@@ -25,6 +25,12 @@ block evaluates ``g`` once per log-density) and ``log_det`` of shape ``[batch]``
 Estimators are small immutable configuration objects with ``get_config``/``from_config`` and a
 registry (:func:`serialize_estimator`, :func:`deserialize_estimator`) so bijectors holding them
 can be saved.
+
+References:
+  Behrmann, Grathwohl, Chen, Duvenaud & Jacobsen (2019), "Invertible Residual Networks", ICML,
+    arXiv:1811.00995 (eq. 3).
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735 (eq. 3).
 """
 import numpy as np
 import tensorflow as tf

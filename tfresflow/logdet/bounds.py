@@ -13,6 +13,10 @@ For a residual block ``F(x) = x + g(x)`` on ``R^d`` with ``L = Lip(g) < 1``:
 
 These are diagnostics for choosing estimator settings (e.g. the number of terms of
 :class:`~tfresflow.logdet.Truncated`, or checking a trained model's log-dets), not estimators.
+
+References:
+  Behrmann, Grathwohl, Chen, Duvenaud & Jacobsen (2019), "Invertible Residual Networks", ICML,
+    arXiv:1811.00995 (appendix Lemma 7, Theorem 3).
 """
 import math
 

@@ -6,6 +6,10 @@ For ``D = 2`` the determinant is the closed form ``(1 + J_00)(1 + J_11) - J_01 J
 Residual Flows reference evaluates its 2-D toys, Chen et al., 2019, Appendix E), otherwise
 ``tf.linalg.slogdet``. Cost: ``D`` backward passes and ``O(D^3)``; the gradient is the exact
 gradient (second-order autodiff through the Jacobian).
+
+References:
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735 (Appendix E: exact log-dets of the 2-D toys).
 """
 import warnings
 

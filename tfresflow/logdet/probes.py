@@ -1,9 +1,15 @@
 """Hutchinson (Skilling-Hutchinson) trace-estimator probes.
 
 For a random vector ``v`` with ``E[v] = 0`` and ``E[v v^T] = I``, ``tr(A) = E[v^T A v]``
-(Hutchinson, 1990; Skilling, 1989). Residual Flows uses ``v ~ N(0, I)`` (Chen et al., 2019,
+(Hutchinson, 1989; Skilling, 1989). Residual Flows uses ``v ~ N(0, I)`` (Chen et al., 2019,
 Theorem 1); Rademacher probes (entries +-1) have a smaller variance,
 ``Var[v^T A v] = 2 sum_{i != j} A_ij^2`` instead of ``2 ||A||_F^2`` for symmetric ``A``.
+
+References:
+  Hutchinson (1989), "A stochastic estimator of the trace of the influence matrix for Laplacian
+    smoothing splines", Communications in Statistics - Simulation and Computation.
+  Skilling (1989), "The eigenvalues of mega-dimensional matrices", Maximum Entropy and Bayesian
+    Methods.
 """
 import tensorflow as tf
 

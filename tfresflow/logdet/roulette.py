@@ -29,6 +29,12 @@ finite iff ``rho^(2m) / P(N >= m)`` is summable:
 
 ``N`` is clipped at :data:`MAX_DRAW` (``2**20``; probability ``2**-40`` under the defaults) so
 that a draw can never overflow; the dropped terms are below float precision for ``Lip < 0.9999``.
+
+References:
+  Kahn (1955), "Use of different Monte Carlo sampling techniques", Symposium on Monte Carlo Methods
+    (Russian roulette).
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735 (eq. 4, Lemma 3, Theorem 1).
 """
 import math
 

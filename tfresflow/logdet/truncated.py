@@ -8,6 +8,12 @@ estimate: its mean is the truncated series, whose error is bounded by
 gradient (default) the gradient's mean is the exact gradient of the truncated series,
 ``sum_{k=0}^{n-1} (-1)^k tr(J^k dJ)``; ``neumann_grad=False`` backpropagates through the ``n``
 terms as the i-ResNet code does (same mean, memory growing with ``n``).
+
+References:
+  Behrmann, Grathwohl, Chen, Duvenaud & Jacobsen (2019), "Invertible Residual Networks", ICML,
+    arXiv:1811.00995 (eq. 4; appendix Theorem 3).
+  Hutchinson (1989), "A stochastic estimator of the trace of the influence matrix for Laplacian
+    smoothing splines", Communications in Statistics - Simulation and Computation.
 """
 import tensorflow as tf
 

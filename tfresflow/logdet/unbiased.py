@@ -17,6 +17,14 @@ Poisson tail of the reference image code has infinite variance for every non-zer
 :mod:`tfresflow.logdet.roulette`). The default is therefore ``distribution="pareto"`` with
 ``alpha = 2`` (``P(N >= m) = m^-2``): unbiased, finite variance for every ``Lip(g) < 1``, and
 ``2 + zeta(2) = 3.64`` expected terms in training (Geometric(0.5): 4).
+
+References:
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735 (Theorem 1; Section 5).
+  Kahn (1955), "Use of different Monte Carlo sampling techniques", Symposium on Monte Carlo Methods
+    (Russian roulette).
+  Hutchinson (1989), "A stochastic estimator of the trace of the influence matrix for Laplacian
+    smoothing splines", Communications in Statistics - Simulation and Computation.
 """
 import warnings
 

@@ -5,7 +5,8 @@ Unlike the other builders it returns a *list* of C ``FlowModel``s, the component
 ``G = sum_c rho_c g_c`` (Giaquinto & Banerjee 2020, eq. 7).
 
 References:
-  Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", arXiv:2002.11896.
+  Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", NeurIPS, arXiv:2002.11896.
+  Dinh, Sohl-Dickstein & Bengio (2017), "Density estimation using Real NVP", ICLR, arXiv:1605.08803.
 """
 import tensorflow_probability as tfp
 

@@ -2,6 +2,10 @@
 
 Each family registers a builder ``fn(event_size, **options) -> FlowModel`` under a name with
 :func:`register_model`; options a builder does not know raise a ``TypeError`` naming them.
+
+References:
+  Dinh, Sohl-Dickstein & Bengio (2017), "Density estimation using Real NVP", ICLR, arXiv:1605.08803
+    (the ``coupling`` recipe).
 """
 import tensorflow_probability as tfp
 

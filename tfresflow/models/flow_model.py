@@ -17,6 +17,12 @@ Randomness: stochastic log-dets and sampling draw stateless noise from a seed. P
 ``seed=`` makes a call reproducible; without it a per-model ``keras.random.SeedGenerator``
 supplies a fresh seed. Inside a ``tf.distribute`` strategy the replica id is folded into the
 seed so each replica draws its own noise.
+
+References:
+  Dinh, Sohl-Dickstein & Bengio (2017), "Density estimation using Real NVP", ICLR, arXiv:1605.08803
+    (maximum likelihood by the change of variables).
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735 (power iteration refreshed after every optimiser step).
 """
 import itertools
 

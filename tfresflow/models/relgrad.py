@@ -13,8 +13,8 @@ shown by ``fit`` leaves out ``-sum_k log|det W_k|``** (its gradient is included)
 ``evaluate`` and ``log_prob`` (``training=False``) are exact (``log|det W|`` by LU).
 
 References:
-  Gresele, Fissore, Javaloy, Schölkopf & Hyvärinen (2020), "Relative gradient optimization
-  of the Jacobian term in unsupervised deep learning", NeurIPS, arXiv:2006.15090.
+  Gresele, Fissore, Javaloy, Schölkopf & Hyvärinen (2020), "Relative gradient optimization of the
+    Jacobian term in unsupervised deep learning", NeurIPS, arXiv:2006.15090.
 """
 import keras
 import tensorflow as tf

@@ -5,7 +5,16 @@ an :class:`~tfresflow.bijectors.ActNorm` (as in the Residual Flows toy models, C
 App. C). Registered for the CLI as ``resflow`` (unbiased Russian-roulette log-det with the
 Neumann gradient), ``iresnet`` (Behrmann et al. 2019: the biased truncated power series) and
 ``idensenet`` (Perugachi-Diaz et al. 2021: DenseNet residual functions with learnable
-concatenation and CLipSwish).
+concatenation and CLipSwish). ``benchmarks/toy_compare.py`` compares them on 2-D toys
+(snapshot in ``docs/results/toy_compare.json``).
+
+References:
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735.
+  Behrmann, Grathwohl, Chen, Duvenaud & Jacobsen (2019), "Invertible Residual Networks", ICML,
+    arXiv:1811.00995.
+  Perugachi-Diaz, Tomczak & Bhulai (2021), "Invertible DenseNets with Concatenated LipSwish",
+    NeurIPS, arXiv:2102.02694.
 """
 import tensorflow_probability as tfp
 

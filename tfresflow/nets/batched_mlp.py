@@ -3,6 +3,10 @@
 The conditioner of :class:`tfresflow.bijectors.BatchedAffineCoupling` (the batched components
 of a gradient-boosted flow, Giaquinto & Banerjee, 2020): weights of C networks stacked along a
 leading axis, so a vectorised ``log_prob`` over all components costs one pass.
+
+References:
+  Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", NeurIPS, arXiv:2002.11896.
+  Dinh, Sohl-Dickstein & Bengio (2017), "Density estimation using Real NVP", ICLR, arXiv:1605.08803.
 """
 import keras
 import numpy as np

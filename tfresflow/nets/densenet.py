@@ -15,6 +15,10 @@ Learnable weighted concatenation (paper Sec. 3.3): ``eta = softplus(eta_raw)`` i
 at ``eta1 = eta2 = 1`` (normalised values ``1/sqrt(2)``); with ``learnable_concat=False`` the
 weights stay at ``1/sqrt(2)``. With CLipSwish (which doubles the channels) ``W_i`` produces
 ``growth / 2`` channels so every layer still grows by ``growth`` (paper Sec. 3.4).
+
+References:
+  Perugachi-Diaz, Tomczak & Bhulai (2021), "Invertible DenseNets with Concatenated LipSwish",
+    NeurIPS, arXiv:2102.02694 (Section 3).
 """
 import math
 

@@ -9,6 +9,10 @@ on the build-time spatial size is at most ``coeff`` (so ``Lip(g) <= coeff^L <= c
 Stride 1 with ``"same"`` (or ``"circular"``) padding keeps the spatial size. With ``CLipSwish``
 every convolution after an activation sees twice the channels; ``hidden_channels`` are the
 convolutions' output channels.
+
+References:
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735 (Appendix E).
 """
 import keras
 

@@ -10,6 +10,12 @@ or in the induced norm ``||.||_{p_0}`` with mixed orders chained as eq. (11) req
 
 With ``CLipSwish`` (twice the channels) each linear layer after an activation takes twice the
 width as input; ``hidden_units`` are the linear layers' output sizes.
+
+References:
+  Behrmann, Grathwohl, Chen, Duvenaud & Jacobsen (2019), "Invertible Residual Networks", ICML,
+    arXiv:1811.00995.
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735 (eqs. 10-11, Appendix E).
 """
 import math
 

@@ -1,4 +1,9 @@
-"""A plain (unconstrained) multilayer perceptron, used as a coupling conditioner."""
+"""A plain (unconstrained) multilayer perceptron, used as a coupling conditioner.
+
+References:
+  Dinh, Sohl-Dickstein & Bengio (2017), "Density estimation using Real NVP", ICLR, arXiv:1605.08803
+    (coupling conditioner).
+"""
 import keras
 
 from tfresflow.validation import check_positive_int

@@ -43,10 +43,10 @@ non-contractive ``g`` never yields a silently wrong finite answer; a non-finite 
 ``z`` gives a non-finite output.
 
 References:
-  Behrmann, Grathwohl, Chen, Duvenaud, Jacobsen (2019). Invertible Residual Networks.
-  arXiv:1811.00995 (Algorithm 1, Theorem 1).
-  Chen, Behrmann, Duvenaud, Jacobsen (2019). Residual Flows for Invertible Generative Modeling.
-  arXiv:1906.02735.
+  Behrmann, Grathwohl, Chen, Duvenaud & Jacobsen (2019), "Invertible Residual Networks", ICML,
+    arXiv:1811.00995 (Algorithm 1, Theorem 1).
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative Modeling",
+    NeurIPS, arXiv:1906.02735.
 """
 from typing import NamedTuple
 

@@ -24,8 +24,8 @@ where asserts are dropped, the non-converged elements are NaN. Non-finite elemen
 passed through unchanged (``s^{-1}(+-inf) = +-inf`` for a map onto R; NaN stays NaN).
 
 References:
-  Gresele, Fissore, Javaloy, Schölkopf, Hyvärinen (2020). Relative gradient optimization of the
-  Jacobian term in unsupervised deep learning. arXiv:2006.15090 (Appendix H).
+  Gresele, Fissore, Javaloy, Schölkopf & Hyvärinen (2020), "Relative gradient optimization of the
+    Jacobian term in unsupervised deep learning", NeurIPS, arXiv:2006.15090 (Appendix H).
 """
 import numpy as np
 import tensorflow as tf

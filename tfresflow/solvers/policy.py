@@ -17,8 +17,9 @@ policy     eager                               graph (``tf.function``)     XLA (
 "ignore"   the last iterate                    the last iterate            the last iterate
 =========  ==================================  ==========================  ======================
 
-Under XLA (measured with TensorFlow 2.21 on XLA:CPU) ``tf.debugging.Assert`` and
-``tf.debugging.assert_*`` are silently dropped, ``tf.debugging.check_numerics`` /
+Under XLA (TensorFlow 2.21 on XLA:CPU; ``tests/solvers/test_policy.py::test_what_xla_keeps``
+checks this premise) ``tf.debugging.Assert`` and ``tf.debugging.assert_*`` are silently dropped,
+``tf.debugging.check_numerics`` /
 ``assert_all_finite`` do not raise either (they pass NaN through), and ``tf.print`` (``PrintV2``,
 ``StringFormat``) is not compilable at all: the function fails to compile. The only run-time
 signal XLA keeps is the value itself, so ``"raise"`` replaces the solution of every example (or
@@ -33,10 +34,10 @@ the non-finite examples (so they cost no iterations and do not block convergence
 and their non-finite values pass through to the output, under XLA too.
 
 References:
-  Behrmann, Grathwohl, Chen, Duvenaud, Jacobsen (2019). Invertible Residual Networks.
-  arXiv:1811.00995.
-  Gresele, Fissore, Javaloy, Schölkopf, Hyvärinen (2020). Relative gradient optimization of the
-  Jacobian term in unsupervised deep learning. arXiv:2006.15090.
+  Behrmann, Grathwohl, Chen, Duvenaud & Jacobsen (2019), "Invertible Residual Networks", ICML,
+    arXiv:1811.00995 (Algorithm 1).
+  Gresele, Fissore, Javaloy, Schölkopf & Hyvärinen (2020), "Relative gradient optimization of the
+    Jacobian term in unsupervised deep learning", NeurIPS, arXiv:2006.15090 (Appendix H).
 """
 import sys
 import warnings
