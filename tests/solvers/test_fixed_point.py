@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.residual_block_checks import contractive_mlp
+from tests.bijectors.residual_block_checks import contractive_mlp
 from tfresflow.solvers import (FixedPointError, example_scale, fixed_point_inverse,
                                solve_fixed_point)
 

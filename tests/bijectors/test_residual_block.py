@@ -7,7 +7,7 @@ import tensorflow_probability as tfp
 
 import tfresflow as trf
 from tests.helpers import brute_force_log_det, mirrored_strategy
-from tests.residual_block_checks import (brute_force_residual_log_det, check_reconstruction,
+from tests.bijectors.residual_block_checks import (brute_force_residual_log_det, check_reconstruction,
                                          contractive_mlp, linear_net, make_residual_block,
                                          sample_inputs)
 from tfresflow.bijectors.fixed_point import FixedPointError

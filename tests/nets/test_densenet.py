@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tfresflow as trf
-from tests import residual_block_checks as checks
+from tests.bijectors import residual_block_checks as checks
 
 
 def make_densenet(dim, coeff=0.9, conv=False, activation="clipswish", seed=0, growth=8,

@@ -10,7 +10,7 @@ import tensorflow as tf
 import tfresflow as trf
 from tfresflow.logdet import bounds, roulette
 from tfresflow.logdet.series import series_chain
-from tests.residual_block_checks import (brute_force_residual_log_det,
+from tests.bijectors.residual_block_checks import (brute_force_residual_log_det,
                                          check_log_det_gradient_unbiased,
                                          check_log_det_unbiased, check_same_gradients,
                                          contractive_mlp, linear_net, make_residual_block,
