@@ -9,7 +9,8 @@ _a_conformance_case``), and then passes, against mathematics rather than against
 * ``forward_log_det_jacobian(z) == -inverse_log_det_jacobian(x)`` at ``z = inverse(x)``;
 * ``get_config`` -> ``from_config`` -> ``get_config`` is the identity;
 * ``.keras`` save / load inside a ``FlowModel`` gives the same log-densities;
-* inputs of batch shapes ``[]``, ``[5]`` and ``[3, 4]`` (``[..., *event_shape]``).
+* inputs of batch shapes ``[]``, ``[5]`` and ``[3, 4]`` (``[..., *event_shape]``);
+* ``validate_args=True`` (TFP's meaning) stops a NaN input in both directions, naming the step.
 
 Stochastic log-dets are configured exact here (``logdet.Exact()``): the estimators themselves
 are tested against brute force in ``tests/logdet``.
@@ -178,3 +179,23 @@ def test_keras_save_and_load_keep_the_map(cls_name, factory, tmp_path):
     x = _data(bijector, event_shape, [6], seed=7)
     np.testing.assert_allclose(loaded.log_prob(tf.constant(x)), model.log_prob(tf.constant(x)),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls_name,factory", CASES)
+def test_validate_args_catches_non_finite_inputs(cls_name, factory):
+    bijector, event_shape = factory()
+    assert not bijector.validate_args
+    checked = type(bijector).from_config({**bijector.get_config(), "validate_args": True,
+                                          "name": "checked_step"})
+    assert checked.validate_args and checked.get_config()["validate_args"] is True
+    checked.build(event_shape)
+    for twin_layer, layer in zip(checked.keras_layers(), bijector.keras_layers()):
+        twin_layer.set_weights(layer.get_weights())
+    x = _data(bijector, event_shape, [4])
+    x[1].flat[0] = np.nan
+    for method in (checked.inverse, checked.forward):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="checked_step.*NaN or inf"):
+            method(tf.constant(x))
+    finite = _data(bijector, event_shape, [4], seed=1)
+    np.testing.assert_allclose(checked.inverse(tf.constant(finite)),
+                               bijector.inverse(tf.constant(finite)), rtol=1e-5, atol=1e-5)

@@ -101,6 +101,8 @@ class ActNorm(KerasBijector):
       event_shape: shape of one example (channels on the last axis), e.g. ``[2]`` or
         ``[32, 32, 3]``.
       epsilon: added to the variance at initialisation.
+      validate_args: assert finite inputs at run time (TFP's meaning, see
+        :class:`~tfresflow.bijectors.KerasBijector`).
       name: unique step name.
     """
 
@@ -124,7 +126,8 @@ class ActNorm(KerasBijector):
         self.parameters_layer.build((None, *self.event_shape))
 
     def get_config(self):
-        return dict(event_shape=list(self.event_shape), epsilon=self.epsilon, name=self.name)
+        return dict(event_shape=list(self.event_shape), epsilon=self.epsilon,
+                    validate_args=self.validate_args, name=self.name)
 
     def initialize(self, x):
         """Data-dependent initialisation from the batch ``x`` (overwrites current weights)."""

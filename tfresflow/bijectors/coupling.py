@@ -55,6 +55,8 @@ class AffineCoupling(KerasBijector):
       log_scale_clamp: ``c`` of the soft clamp ``s = c * tanh(s_raw / c)``.
       conditioner: optional pre-built Keras layer mapping ``[..., |a|]`` to ``[..., 2 |b|]``
         (shift and raw log-scale); built from the arguments above when omitted.
+      validate_args: assert finite inputs at run time (TFP's meaning, see
+        :class:`~tfresflow.bijectors.KerasBijector`).
     """
 
     def __init__(self, event_size, hidden_units=(64, 64), mask="half", reverse=False,
@@ -94,7 +96,8 @@ class AffineCoupling(KerasBijector):
         return dict(event_size=self.event_size, hidden_units=list(self.hidden_units),
                     mask=self.mask, reverse=self.reverse, activation=self.activation,
                     log_scale_clamp=self.log_scale_clamp,
-                    conditioner=serialize_layer(self.conditioner), name=self.name)
+                    conditioner=serialize_layer(self.conditioner),
+                    validate_args=self.validate_args, name=self.name)
 
     def _conditioner_params(self, a):
         """The conditioner on ``a`` of any batch shape ``[..., |a|]`` (Keras layers want rank 2)."""

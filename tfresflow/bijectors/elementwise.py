@@ -39,7 +39,7 @@ class _ElementwiseActivation(KerasBijector):
     """
 
     def __init__(self, xtol, max_iterations, on_nonconvergence, name, parameters,
-                 dtype=tf.float32, max_iter=None):
+                 dtype=tf.float32, max_iter=None, validate_args=False):
         self.xtol = check_number(xtol, "xtol", 0.0, 1.0, low_open=True, high_open=True)
         self.max_iterations = check_positive_int(
             renamed_argument("max_iterations", max_iterations, "max_iter", max_iter, 100),
@@ -47,7 +47,8 @@ class _ElementwiseActivation(KerasBijector):
         self.on_nonconvergence = check_on_nonconvergence(on_nonconvergence)
         parameters.pop("max_iter", None)
         parameters.update(max_iterations=self.max_iterations)
-        super().__init__(parameters=parameters, name=name, dtype=tf.as_dtype(dtype))
+        super().__init__(parameters=parameters, name=name, dtype=tf.as_dtype(dtype),
+                         validate_args=validate_args)
 
     @classmethod
     def from_config(cls, config):
@@ -68,7 +69,7 @@ class _ElementwiseActivation(KerasBijector):
     def get_config(self):
         return dict(self._config(), xtol=self.xtol, max_iterations=self.max_iterations,
                     on_nonconvergence=self.on_nonconvergence, dtype=self.dtype.name,
-                    name=self.name)
+                    validate_args=self.validate_args, name=self.name)
 
     def _ds(self, x):
         return tf.exp(self._log_ds(x))
@@ -107,19 +108,21 @@ class SmoothLeakyReLU(_ElementwiseActivation):
       alpha: leak ``a`` in ``(0, 1]`` (the paper uses 0.3 for toys and UCI, 0.01 for MNIST).
       xtol: relative Newton tolerance of the inverse.
       max_iterations: Newton iteration cap of the inverse (default 100).
+      validate_args: assert finite inputs at run time (TFP's meaning, see
+        :class:`~tfresflow.bijectors.KerasBijector`).
       on_nonconvergence: ``"raise"`` (default), ``"warn"`` or ``"ignore"`` when the inverse
         does not converge (see :mod:`tfresflow.solvers.policy`).
       max_iter: deprecated name of ``max_iterations``.
     """
 
     def __init__(self, alpha=0.3, xtol=1e-6, max_iterations=None, on_nonconvergence="raise",
-                 dtype=tf.float32, name=None, max_iter=None):
+                 dtype=tf.float32, validate_args=False, name=None, max_iter=None):
         parameters = dict(locals())
         self.alpha = check_number(alpha, "alpha", 0.0, 1.0, low_open=True)  # onto R
         name = unique_name(name, "smooth_leaky_relu")
         parameters.update(name=name)
         super().__init__(xtol, max_iterations, on_nonconvergence, name, parameters,
-                         dtype=dtype, max_iter=max_iter)
+                         dtype=dtype, max_iter=max_iter, validate_args=validate_args)
 
     def _config(self):
         return dict(alpha=self.alpha)
@@ -150,18 +153,20 @@ class TanhLinear(_ElementwiseActivation):
     Args:
       alpha: steepness, ``>= 0``.
       beta: linear slope, ``> 0`` (makes the map onto R).
-      xtol, max_iterations, on_nonconvergence, max_iter: as :class:`SmoothLeakyReLU`.
+      xtol, max_iterations, on_nonconvergence, validate_args, max_iter: as
+        :class:`SmoothLeakyReLU`.
     """
 
     def __init__(self, alpha=1.0, beta=0.1, xtol=1e-6, max_iterations=None,
-                 on_nonconvergence="raise", dtype=tf.float32, name=None, max_iter=None):
+                 on_nonconvergence="raise", dtype=tf.float32, validate_args=False, name=None,
+                 max_iter=None):
         parameters = dict(locals())
         self.alpha = check_number(alpha, "alpha", low=0.0)
         self.beta = check_number(beta, "beta", low=0.0, low_open=True)   # onto R
         name = unique_name(name, "tanh_linear")
         parameters.update(name=name)
         super().__init__(xtol, max_iterations, on_nonconvergence, name, parameters,
-                         dtype=dtype, max_iter=max_iter)
+                         dtype=dtype, max_iter=max_iter, validate_args=validate_args)
 
     def _config(self):
         return dict(alpha=self.alpha, beta=self.beta)

@@ -192,6 +192,8 @@ class RelativeGradientLinear(KerasBijector):
       seed: integer seed of the default orthogonal initializer.
       weights: optional pre-built :class:`SquareAffine` layer (used by deserialisation).
       dtype: float dtype of weights and inputs.
+      validate_args: assert finite inputs at run time (TFP's meaning, see
+        :class:`~tfresflow.bijectors.KerasBijector`).
 
     Example::
 
@@ -215,7 +217,7 @@ class RelativeGradientLinear(KerasBijector):
 
     def __init__(self, event_size, use_bias=True, relative=True,
                  kernel_initializer="orthogonal", seed=None, weights=None,
-                 dtype=tf.float32, name=None):
+                 dtype=tf.float32, validate_args=False, name=None):
         parameters = dict(locals())
         name = unique_name(name, "relative_gradient_linear")
         if not isinstance(relative, bool):
@@ -239,7 +241,8 @@ class RelativeGradientLinear(KerasBijector):
         self.affine = weights
         self.use_bias = self.affine.use_bias
         parameters.update(weights=weights, name=name)
-        super().__init__(parameters=parameters, name=name, dtype=dtype)
+        super().__init__(parameters=parameters, name=name, dtype=dtype,
+                         validate_args=validate_args)
 
     # ---------------------------------------------------------------- Keras side
     def keras_layers(self):
@@ -252,7 +255,8 @@ class RelativeGradientLinear(KerasBijector):
 
     def get_config(self):
         return dict(event_size=self.event_size, use_bias=self.use_bias, relative=self.relative,
-                    weights=serialize_layer(self.affine), dtype=self.dtype.name, name=self.name)
+                    weights=serialize_layer(self.affine), dtype=self.dtype.name,
+                    validate_args=self.validate_args, name=self.name)
 
     # ---------------------------------------------------------------- values
     def _params(self):

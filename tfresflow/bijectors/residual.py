@@ -59,6 +59,8 @@ class ResidualBlock(KerasBijector):
         with the residual reached; graph: a ``tf.debugging.Assert``; under XLA, where asserts
         are dropped, ``"raise"`` gives NaN samples for the non-converged examples), see
         :mod:`tfresflow.solvers.policy`. A NaN/inf ``z`` is reported as "non-finite input".
+      validate_args: assert finite inputs at run time (TFP's meaning, see
+        :class:`~tfresflow.bijectors.KerasBijector`).
       name: unique step name (``tfb.Chain`` routes ``seed``/``training`` by name).
     """
 
@@ -118,7 +120,8 @@ class ResidualBlock(KerasBijector):
         return dict(net=net, logdet=serialize_estimator(self.logdet),
                     event_ndims=self.event_ndims, inverse_atol=self.inverse_atol,
                     inverse_rtol=self.inverse_rtol, max_iterations=self.max_iterations,
-                    on_nonconvergence=self.on_nonconvergence, name=self.name)
+                    on_nonconvergence=self.on_nonconvergence, validate_args=self.validate_args,
+                    name=self.name)
 
     # ---------------------------------------------------------------- TFP side
     def _flat(self, x):
