@@ -175,3 +175,42 @@ def test_second_order_gradients_reach_every_weight(net_fn, shape):
             assert grad is None
         else:
             assert grad is not None and np.all(np.isfinite(grad.numpy())), var.path
+
+
+def test_output_init_scale_scales_the_last_kernel_and_round_trips():
+    """The reference's near-zero start: the last kernel is the usual draw times the scale."""
+    x = tf.constant(np.random.default_rng(5).normal(size=(8, 2)), tf.float32)
+    nets = []
+    for scale in (1.0, 1e-3):
+        keras.utils.set_random_seed(3)
+        net = trf.nets.LipschitzMLP(2, hidden_units=(16, 16), coeff=0.9,
+                                    output_init_scale=scale)
+        net(x)
+        nets.append(net)
+    plain, scaled = nets
+    for a, b in zip(plain.linears[:-1], scaled.linears[:-1]):
+        np.testing.assert_array_equal(a.kernel.numpy(), b.kernel.numpy())
+    np.testing.assert_allclose(scaled.linears[-1].kernel.numpy(),
+                               1e-3 * plain.linears[-1].kernel.numpy(), rtol=1e-6)
+    # g(x) ~ 0: the same hidden features times a last kernel 1e-3 W that needs no spectral
+    # normalisation, against W / max(1, sigma(W) / coeff) in the plain net (biases start at 0):
+    # scaled(x) = c plain(x) with c = 1e-3 max(1, sigma / coeff) (up to the estimate's margin).
+    ratio = scaled(x).numpy() / plain(x).numpy()
+    c = np.median(ratio)
+    np.testing.assert_allclose(ratio, c, rtol=1e-4)
+    sigma = np.linalg.svd(plain.linears[-1].kernel.numpy(), compute_uv=False)[0]
+    assert 1e-3 * max(1.0, sigma / 0.9) * 0.99 <= c <= 1e-3 * max(1.0, sigma / 0.9) * 1.05
+    clone = trf.nets.LipschitzMLP.from_config(scaled.get_config())
+    assert clone.output_init_scale == 1e-3
+    with pytest.raises(ValueError, match="output_init_scale"):
+        trf.nets.LipschitzMLP(2, output_init_scale=0.0)
+
+
+def test_resflow_builder_passes_lipschitz_and_init_options():
+    model = trf.models.build_model("resflow", 2, n_steps=2, hidden_units=(8,), coeff=0.9,
+                                   output_init_scale=1e-3, lipschitz_kwargs={"block_size": 1})
+    nets = [b.net for b in model.steps if isinstance(b, trf.bijectors.ResidualBlock)]
+    assert len(nets) == 2
+    for net in nets:
+        assert net.output_init_scale == 1e-3
+        assert all(layer.block_size == 1 for layer in net.linears)

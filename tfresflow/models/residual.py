@@ -44,11 +44,28 @@ def _stack(event_size, make_block, n_steps, actnorm, seed, name):
 
 @register_model("resflow")
 def residual_flow(event_size, n_steps=10, hidden_units=(128, 128), activation="lipswish",
-                  coeff=0.97, actnorm=True, logdet=None, seed=0):
-    """Residual Flow: LipschitzMLP residual functions, unbiased log-det (``logdet.Unbiased()``)."""
+                  coeff=0.97, actnorm=True, logdet=None, kernel_initializer="glorot_uniform",
+                  output_init_scale=1.0, lipschitz_kwargs=None, seed=0):
+    """Residual Flow: LipschitzMLP residual functions, unbiased log-det (``logdet.Unbiased()``).
+
+    Args:
+      event_size: data dimension D.
+      n_steps: number of residual blocks (the paper's 2-D toys use 100).
+      hidden_units, activation, coeff: of each block's :class:`LipschitzMLP`.
+      actnorm: an :class:`ActNorm` before every block.
+      logdet: the log-det estimator of every block (default ``logdet.Unbiased()``).
+      kernel_initializer: of every linear layer.
+      output_init_scale: factor on each branch's last-layer initial kernel; ``1e-3`` is the
+        reference implementation's start (every block close to the identity).
+      lipschitz_kwargs: options of every :class:`LipschitzDense` (e.g. ``block_size=1`` for
+        one power-iteration vector per layer, as the reference; ``n_iterations``, ``margin``).
+      seed: the model's seed.
+    """
     def block(i):
         net = LipschitzMLP(event_size, hidden_units=hidden_units, activation=activation,
-                           coeff=coeff, name=f"resblock_{i}_net")
+                           coeff=coeff, kernel_initializer=kernel_initializer,
+                           output_init_scale=output_init_scale,
+                           lipschitz_kwargs=lipschitz_kwargs, name=f"resblock_{i}_net")
         est = logdet_lib.Unbiased() if logdet is None else logdet
         return ResidualBlock(net, logdet=est, name=f"resblock_{i}")
     return _stack(event_size, block, n_steps, actnorm, seed, "residual_flow")
@@ -56,11 +73,14 @@ def residual_flow(event_size, n_steps=10, hidden_units=(128, 128), activation="l
 
 @register_model("iresnet")
 def iresnet_flow(event_size, n_steps=10, hidden_units=(128, 128), activation="elu",
-                 coeff=0.9, n_terms=10, actnorm=True, seed=0):
-    """i-ResNet: the same stack with the biased truncated series (``n_terms`` terms)."""
+                 coeff=0.9, n_terms=10, actnorm=True, seed=0, **options):
+    """i-ResNet: the same stack with the biased truncated series (``n_terms`` terms).
+
+    ``options``: the initialisation and Lipschitz options of :func:`residual_flow`.
+    """
     return residual_flow(event_size, n_steps=n_steps, hidden_units=hidden_units,
                          activation=activation, coeff=coeff, actnorm=actnorm,
-                         logdet=logdet_lib.Truncated(n_terms), seed=seed)
+                         logdet=logdet_lib.Truncated(n_terms), seed=seed, **options)
 
 
 @register_model("idensenet")

@@ -19,7 +19,7 @@ import keras
 from tfresflow.lipschitz import LipschitzConv2D
 from tfresflow.lipschitz.base import validate_coeff
 from tfresflow.nets.lipschitz_mlp import LipschitzStack
-from tfresflow.validation import check_positive_int
+from tfresflow.validation import check_number, check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="tfresflow")
@@ -36,6 +36,8 @@ class LipschitzCNN(LipschitzStack):
       padding: ``"same"`` (zero padding, default) or ``"circular"``.
       preactivation: start with an activation (the paper's ordering).
       kernel_initializer: for every convolution.
+      output_init_scale: factor in (0, 1] on the last convolution's initial kernel (``1e-3``:
+        the reference's near-zero start), as :class:`LipschitzMLP`.
       lipschitz_kwargs: extra keyword arguments for every :class:`LipschitzConv2D`.
 
     The input height and width must be known when the net is built.
@@ -43,7 +45,8 @@ class LipschitzCNN(LipschitzStack):
 
     def __init__(self, channels, hidden_channels=512, kernel_sizes=(3, 1, 3),
                  activation="lipswish", coeff=0.97, padding="same", preactivation=True,
-                 kernel_initializer="glorot_uniform", lipschitz_kwargs=None, **kwargs):
+                 kernel_initializer="glorot_uniform", lipschitz_kwargs=None,
+                 output_init_scale=1.0, **kwargs):
         super().__init__(**kwargs)
         self.channels = check_positive_int(channels, "channels")
         self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
@@ -67,11 +70,15 @@ class LipschitzCNN(LipschitzStack):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.lipschitz_kwargs = dict(lipschitz_kwargs or {})
         widths = self.hidden_channels + (self.channels,)
+        self.output_init_scale = check_number(output_init_scale, "output_init_scale", 0.0, 1.0,
+                                              low_open=True)
+        initializers = self._kernel_initializers(self.kernel_initializer, len(widths),
+                                                 self.output_init_scale)
         self.linears = [
             LipschitzConv2D(filters, k, coeff=self.coeff, padding=padding,
-                            kernel_initializer=self.kernel_initializer,
-                            name=f"lipschitz_conv_{i}", **self.lipschitz_kwargs)
-            for i, (filters, k) in enumerate(zip(widths, self.kernel_sizes))]
+                            kernel_initializer=init, name=f"lipschitz_conv_{i}",
+                            **self.lipschitz_kwargs)
+            for i, (filters, k, init) in enumerate(zip(widths, self.kernel_sizes, initializers))]
         self._make_activations(activation, preactivation)
 
     def _check_input_shape(self, input_shape):
@@ -92,4 +99,5 @@ class LipschitzCNN(LipschitzStack):
                 "coeff": self.coeff, "padding": self.padding,
                 "preactivation": self.preactivation,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "lipschitz_kwargs": dict(self.lipschitz_kwargs)}
+                "lipschitz_kwargs": dict(self.lipschitz_kwargs),
+                "output_init_scale": self.output_init_scale}

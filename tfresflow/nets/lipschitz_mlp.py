@@ -25,7 +25,8 @@ from tfresflow.lipschitz import activations as lip_activations
 from tfresflow.lipschitz import LipschitzDense, NormOrder, chain_orders, check_chained
 from tfresflow.lipschitz.base import validate_coeff
 from tfresflow.lipschitz.induced_norms import order_to_config, validate_order
-from tfresflow.validation import check_positive_int
+from tfresflow.nets.initializers import Scaled
+from tfresflow.validation import check_number, check_positive_int
 
 
 class LipschitzStack(keras.layers.Layer):
@@ -34,6 +35,13 @@ class LipschitzStack(keras.layers.Layer):
     Subclasses set ``self.linears`` (a list of Lipschitz layers) before calling
     :meth:`_make_activations`, and implement :meth:`_check_input_shape`.
     """
+
+    @staticmethod
+    def _kernel_initializers(kernel_initializer, n_layers, output_init_scale):
+        """One initializer per linear layer: the last one scaled by ``output_init_scale``."""
+        base = keras.initializers.get(kernel_initializer)
+        last = base if output_init_scale == 1.0 else Scaled(base, output_init_scale)
+        return [base] * (n_layers - 1) + [last]
 
     def _make_activations(self, activation, preactivation):
         self.activation = lip_activations.serialize(activation)
@@ -91,13 +99,17 @@ class LipschitzMLP(LipschitzStack):
       preactivation: start with an activation (the paper's ordering); False drops the first one
         (the reference's ``--first-resblock`` variant).
       kernel_initializer: for every linear layer.
+      output_init_scale: factor in (0, 1] on the last layer's initial kernel; ``1e-3`` is the
+        reference implementation's near-zero start (``g(x) ~ 0``, see
+        :class:`tfresflow.nets.initializers.Scaled`).
       lipschitz_kwargs: extra keyword arguments for every :class:`LipschitzDense` (``margin``,
-        ``atol``, ``rtol``, ``max_iterations``, ...).
+        ``atol``, ``rtol``, ``max_iterations``, ``block_size``, ...).
     """
 
     def __init__(self, event_size, hidden_units=(128, 128), activation="lipswish", coeff=0.97,
                  domains=None, codomains=None, learn_orders=False, preactivation=True,
-                 kernel_initializer="glorot_uniform", lipschitz_kwargs=None, **kwargs):
+                 kernel_initializer="glorot_uniform", lipschitz_kwargs=None,
+                 output_init_scale=1.0, **kwargs):
         super().__init__(**kwargs)
         self.event_size = check_positive_int(event_size, "event_size")
         self.hidden_units = tuple(check_positive_int(h, "hidden_units") for h in hidden_units)
@@ -106,15 +118,19 @@ class LipschitzMLP(LipschitzStack):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.lipschitz_kwargs = dict(lipschitz_kwargs or {})
         n_layers = len(self.hidden_units) + 1
+        self.output_init_scale = check_number(output_init_scale, "output_init_scale", 0.0, 1.0,
+                                              low_open=True)
+        initializers = self._kernel_initializers(self.kernel_initializer, n_layers,
+                                                 self.output_init_scale)
         self.domains_config, self.codomains_config = domains, codomains
         layer_domains, layer_codomains = self._resolve_orders(domains, codomains, n_layers)
         widths = self.hidden_units + (self.event_size,)
         self.linears = [
             LipschitzDense(units, coeff=self.coeff, domain=dom, codomain=cod,
-                           kernel_initializer=self.kernel_initializer,
-                           name=f"lipschitz_dense_{i}",
+                           kernel_initializer=init, name=f"lipschitz_dense_{i}",
                            **self.lipschitz_kwargs)
-            for i, (units, dom, cod) in enumerate(zip(widths, layer_domains, layer_codomains))]
+            for i, (units, dom, cod, init) in enumerate(zip(widths, layer_domains,
+                                                            layer_codomains, initializers))]
         self._make_activations(activation, preactivation)
         spectral = all(isinstance(o, float) and o == 2.0
                        for o in list(layer_domains) + list(layer_codomains))
@@ -164,4 +180,5 @@ class LipschitzMLP(LipschitzStack):
                 "codomains": orders(self.codomains_config), "learn_orders": self.learn_orders,
                 "preactivation": self.preactivation,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "lipschitz_kwargs": dict(self.lipschitz_kwargs)}
+                "lipschitz_kwargs": dict(self.lipschitz_kwargs),
+                "output_init_scale": self.output_init_scale}
