@@ -101,7 +101,7 @@ class AffineCoupling(KerasBijector):
 
     def _conditioner_params(self, a):
         """The conditioner on ``a`` of any batch shape ``[..., |a|]`` (Keras layers want rank 2)."""
-        flat = self.conditioner(tf.reshape(a, [-1, a.shape[-1]]))
+        flat = self.conditioner(tf.reshape(a, [-1, len(self._cond_idx)]))
         return tf.reshape(flat, tf.concat([tf.shape(a)[:-1], tf.shape(flat)[-1:]], 0))
 
     def _shift_and_log_scale(self, a):

@@ -13,6 +13,15 @@ Lipschitz-constrained steps (residual flows) need their power-iteration estimate
 after every optimiser step: ``fit`` and ``evaluate`` add a
 :class:`tfresflow.lipschitz.LipschitzUpdate` callback automatically when the flow has any.
 
+Compiled evaluation: called eagerly, :meth:`FlowModel.log_prob`, :meth:`FlowModel.sample` and
+:meth:`FlowModel.sample_and_log_prob` run through ``tf.function``s traced once per model (and
+per ``training`` flag / input rank), so a deep flow's fixed-point inverse and log-det run as one
+graph instead of op by op. The seed is resolved eagerly first (a fresh one from the seed
+generator when none is given), so compiled calls draw exactly what eager ones would. A solver's
+non-convergence surfaces as the same :class:`tfresflow.solvers.NonConvergenceError` as eagerly.
+``compile(run_eagerly=True)`` (or ``tf.config.run_functions_eagerly(True)``) runs them eagerly,
+for debugging.
+
 Randomness: stochastic log-dets and sampling draw stateless noise from a seed. Passing
 ``seed=`` makes a call reproducible; without it a per-model ``keras.random.SeedGenerator``
 supplies a fresh seed. Inside a ``tf.distribute`` strategy the replica id is folded into the
@@ -37,6 +46,7 @@ from tfresflow.bijectors import tree
 from tfresflow.bijectors.serialization import deserialize_bijector, serialize_bijector
 from tfresflow.distributions.base import make_base_distribution
 from tfresflow.lipschitz import LipschitzUpdate, find_lipschitz_layers
+from tfresflow.solvers import as_nonconvergence_error
 from tfresflow.validation import check_samples
 
 tfb = tfp.bijectors
@@ -89,6 +99,7 @@ class FlowModel(keras.Model):
         # The bijector tree is a tf.Module; keep it out of Keras/checkpoint tracking: Keras
         # tracks the weights through ``flow_layers`` below.
         object.__setattr__(self, "_flow", bijector)
+        object.__setattr__(self, "_compiled", {})   # tf.functions of the eager entry points
         self._keras_steps = [b for b in steps if isinstance(b, KerasBijector)]
         # A step repeated in the tree (shared weights) lists its layers once.
         layers = [layer for b in self._keras_steps for layer in b.keras_layers()]
@@ -176,6 +187,27 @@ class FlowModel(keras.Model):
                              f"got shape {x.shape.as_list()}.")
         return x
 
+    def _compiles_eager_calls(self):
+        return (tf.executing_eagerly() and not self.run_eagerly
+                and not tf.config.functions_run_eagerly())
+
+    def _call_compiled(self, name, fn, *args):
+        """``fn(*args)``, through one ``tf.function`` per ``name`` when called eagerly."""
+        if not self._compiles_eager_calls():
+            return fn(*args)
+        if name not in self._compiled:
+            self._compiled[name] = tf.function(fn, reduce_retracing=True)
+        with as_nonconvergence_error():
+            return self._compiled[name](*args)
+
+    def _seed_now(self, seed, needed=True):
+        """A compiled call's seed, drawn now: the given one, or a fresh one from the seed
+        generator (``None`` when ``needed`` is false: flows without randomness draw none)."""
+        if not needed:
+            return None
+        return trf_random.from_generator(self.seed_generator) if seed is None \
+            else trf_random.as_seed(seed)
+
     def log_prob(self, x, seed=None, training=False):
         """Per-example log-density (exact, or an estimate for stochastic log-dets).
 
@@ -185,6 +217,13 @@ class FlowModel(keras.Model):
           training: use the training-time estimator of stochastic steps.
         """
         x = self._as_batch(x)
+        if not self._compiles_eager_calls():
+            return self._log_prob(x, seed, bool(training))
+        return self._call_compiled(f"log_prob_{bool(training)}",
+                                   lambda v, s: self._log_prob(v, s, bool(training)),
+                                   x, self._seed_now(seed, self.has_stochastic_log_det))
+
+    def _log_prob(self, x, seed, training):
         kwargs = self.step_kwargs(seed, training)
         return self.distribution().log_prob(x, bijector_kwargs=kwargs)
 
@@ -227,11 +266,23 @@ class FlowModel(keras.Model):
 
     def sample(self, n, seed=None):
         """Draws ``n`` samples (sampling direction of every step)."""
+        if not self._compiles_eager_calls():
+            return self._sample(n, seed)
+        return self._call_compiled("sample", self._sample, tf.constant(n, tf.int32),
+                                   self._seed_now(seed))
+
+    def _sample(self, n, seed):
         _, z, kwargs = self._draw_latent(n, seed)
         return self._flow.forward(z, **kwargs)
 
     def sample_and_log_prob(self, n, seed=None):
         """Samples and their log-densities in one pass."""
+        if not self._compiles_eager_calls():
+            return self._sample_and_log_prob(n, seed)
+        return self._call_compiled("sample_and_log_prob", self._sample_and_log_prob,
+                                   tf.constant(n, tf.int32), self._seed_now(seed))
+
+    def _sample_and_log_prob(self, n, seed):
         base, z, kwargs = self._draw_latent(n, seed)
         x = self._flow.forward(z, **kwargs)
         fldj = self._flow.forward_log_det_jacobian(z, event_ndims=len(self.event_shape),

@@ -39,6 +39,7 @@ References:
   Gresele, Fissore, Javaloy, Schölkopf & Hyvärinen (2020), "Relative gradient optimization of the
     Jacobian term in unsupervised deep learning", NeurIPS, arXiv:2006.15090 (Appendix H).
 """
+import contextlib
 import sys
 import warnings
 from typing import NamedTuple, Tuple
@@ -50,6 +51,8 @@ from tfresflow._compat import in_xla_context
 from tfresflow.validation import check_choice
 
 ON_NONCONVERGENCE = ("raise", "warn", "ignore")
+#: First item of every graph-mode report, so :func:`as_nonconvergence_error` can recognise it.
+GRAPH_MARK = "[tfresflow solver]"
 
 
 class NonConvergenceError(RuntimeError):
@@ -121,6 +124,7 @@ def report_nonconvergence(x, outcome, on_nonconvergence, what, residual_name, hi
 
 def _graph_check(x, ok, data, on_nonconvergence):
     """``x`` after an ``Assert`` (``"raise"``) or a conditional ``tf.print`` (``"warn"``)."""
+    data = [GRAPH_MARK, *data]
     if on_nonconvergence == "raise":
         check = tf.debugging.Assert(ok, data)
     else:
@@ -130,6 +134,22 @@ def _graph_check(x, ok, data, on_nonconvergence):
         check = tf.cond(ok, lambda: tf.constant(True), warn)
     with tf.control_dependencies([check]):
         return tf.identity(x)
+
+
+@contextlib.contextmanager
+def as_nonconvergence_error():
+    """Re-raises a graph-mode report (an ``InvalidArgumentError`` of the ``Assert``) as the
+    eager :class:`NonConvergenceError`, with the same text; used where a compiled function
+    serves an eager call (``FlowModel.sample`` / ``log_prob``)."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as err:
+        if GRAPH_MARK not in err.message:
+            raise
+        text = err.message[err.message.index(GRAPH_MARK) + len(GRAPH_MARK):].split("\n")[0]
+        # The Assert prints its data as "[a] [b] ...": one line "a b ..." is the message.
+        raise NonConvergenceError(" ".join(part.strip(" []") for part in text.split("] ["))
+                                  .strip()) from None
 
 
 def finite_input(z, on_nonconvergence, what, axis=None):
