@@ -124,9 +124,8 @@ def report_nonconvergence(x, outcome, on_nonconvergence, what, residual_name, hi
 
 def _graph_check(x, ok, data, on_nonconvergence):
     """``x`` after an ``Assert`` (``"raise"``) or a conditional ``tf.print`` (``"warn"``)."""
-    data = [GRAPH_MARK, *data]
     if on_nonconvergence == "raise":
-        check = tf.debugging.Assert(ok, data)
+        check = tf.debugging.Assert(ok, [GRAPH_MARK, *data])
     else:
         def warn():
             tf.print("WARNING:", *data, output_stream=sys.stderr)
