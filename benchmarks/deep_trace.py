@@ -9,7 +9,7 @@ Flows toy recipe) and batch 500 of checkerboard data, one ``tf.function`` train 
 * warm: median of the next calls;
 
 and the graph size is the number of nodes of the concrete function's graph plus every function
-in its library. Prints one JSON line per depth; ``--out`` saves the list.
+in its library. Prints one JSON line per depth; ``--out`` saves the list (snapshot: ``docs/results/deep_trace.json``).
 
     python benchmarks/deep_trace.py --steps 5 10 20 [--no-shared] [--out file.json]
 """
