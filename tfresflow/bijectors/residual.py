@@ -22,6 +22,11 @@ acting on each example separately, with ``Lip(g) < 1`` (e.g. the spectrally norm
 contraction makes the inverse fail to converge (reported, see ``on_nonconvergence``) and the
 series estimators diverge.
 
+Depth: inside a graph (``tf.function``, Keras ``fit``) blocks of the same structure share one
+traced evaluation of ``estimator(g, x)``, called with each block's weights as tensors
+(:mod:`tfresflow.bijectors.shared_call`), so tracing a flow of N identical blocks traces the
+block once.
+
 Randomness: ``seed`` (stateless, from ``FlowModel`` or ``bijector_kwargs``) drives the
 stochastic log-det; with ``seed=None`` a seed is drawn from TensorFlow's global generator.
 ``training=True`` selects the estimator's training mode (e.g. fewer exact terms, and the
@@ -36,6 +41,7 @@ References:
 import keras
 import tensorflow as tf
 
+from tfresflow.bijectors import shared_call
 from tfresflow.bijectors.base import KerasBijector, serialize_layer, unique_name
 from tfresflow.solvers.fixed_point import check_solver_options, fixed_point_inverse
 from tfresflow.logdet import (LogDetEstimator, Unbiased, deserialize_estimator,
@@ -136,7 +142,8 @@ class ResidualBlock(KerasBijector):
 
     def _data_to_latent(self, x, training, seed):
         flat, batch_shape = self._flat(x)
-        gx, log_det = self.logdet(self.net, flat, training=training, seed=seed)
+        gx, log_det = shared_call.estimate(self.net, self.logdet, flat, training=training,
+                                           seed=seed)
         return tf.reshape(flat + gx, tf.shape(x)), tf.reshape(log_det, batch_shape)
 
     def data_to_latent_value(self, x):

@@ -1,0 +1,157 @@
+"""One traced block function shared by every residual block of the same structure.
+
+A deep flow repeats one block (``z = x + g(x)`` with its log-det estimate) N times. Traced
+inline, each block adds its own copy of ``g``, the estimator's while-loop, its custom gradients
+and their second-order backward graph to the train step, so tracing and graph optimisation
+grow with N (``benchmarks/deep_trace.py``). Here the block's evaluation
+
+    (g(x), log_det) = estimator(g, x, training, seed)
+
+is one ``tf.function`` per block *structure* (the net's class and config without its name, the
+shapes and dtypes of its variables, the estimator's config, ``training``), called with the
+block's weights as *tensors* (``tf.convert_to_tensor(variable)``, read in the caller's graph, so
+gradients flow back to the Keras variables through those reads). Inside, the net runs through
+``keras.Layer.stateless_call`` on a *template* net of that structure, so the traced graph holds
+no variable of any block and serves them all. The estimator is used unchanged (its while-loop,
+Neumann surrogate and stateless seeds); the shared function owns a copy of it.
+
+The function is marked ``_noinline`` by default: otherwise Grappler's function optimiser inlines
+every call back into one graph and optimises it, which moves the cost from tracing to the first
+run (``reference-notes/deep-trace-probe.md``). ``set_inline(True)`` restores inlining.
+
+Used only while building a graph (inside ``tf.function``, e.g. Keras ``fit``); eager calls
+evaluate inline. Not used (inline evaluation) for:
+
+* nets that are not Keras layers, or whose config cannot be serialised;
+* backward-in-forward in training (``grad_in_forward=True``): its ``tf.custom_gradient``
+  returns gradients only for its explicit inputs and the variables it reads, and would silently
+  drop the gradients of weights passed in as tensors;
+* nets with no variables (nothing to share).
+
+A traced function that captured a variable (a read escaping ``stateless_call``) would evaluate
+every block with the template's weights; this is checked after each trace, and such a
+structure falls back to inline evaluation with a warning.
+"""
+import json
+import threading
+import warnings
+import weakref
+
+import keras
+import tensorflow as tf
+
+from tfresflow.logdet.base import deserialize_estimator, resolve_seed, serialize_estimator
+
+_SETTINGS = {"enabled": True, "inline": False}
+_ENTRIES = {}
+_LOCK = threading.Lock()
+
+
+def set_enabled(enabled):
+    """Turns shared block functions on (default) or off (every block traced inline)."""
+    _SETTINGS["enabled"] = bool(enabled)
+
+
+def enabled():
+    return _SETTINGS["enabled"]
+
+
+def set_inline(inline):
+    """``True`` lets Grappler inline the shared function (default ``False``: ``_noinline``)."""
+    _SETTINGS["inline"] = bool(inline)
+    clear()
+
+
+def clear():
+    """Forgets every shared function (the next graph traces them again)."""
+    with _LOCK:
+        _ENTRIES.clear()
+
+
+def trace_count(key=None):
+    """Number of traces of the shared functions (of one structure ``key``, or all)."""
+    entries = [_ENTRIES[key]] if key is not None else list(_ENTRIES.values())
+    return sum(e.traces for e in entries)
+
+
+def structure_key(net, estimator, training):
+    """The key under which blocks share one function, or ``None`` when they cannot."""
+    if not isinstance(net, keras.layers.Layer) or not net.built or not net.variables:
+        return None
+    if training and getattr(estimator, "grad_in_forward", False):
+        return None
+    try:
+        config = dict(net.get_config())
+        config.pop("name", None)
+        config = json.dumps(config, sort_keys=True)
+        est = json.dumps(serialize_estimator(estimator), sort_keys=True)
+    except Exception:  # noqa: BLE001 - an unserialisable net is simply traced inline
+        return None
+    shapes = tuple((tuple(v.shape), str(v.dtype)) for v in net.trainable_variables)
+    fixed = tuple((tuple(v.shape), str(v.dtype)) for v in net.non_trainable_variables)
+    return (type(net).__module__, type(net).__qualname__, config, shapes, fixed, est,
+            bool(training))
+
+
+class _Entry:
+    """The shared function of one structure: a template net, an estimator copy, the function."""
+
+    def __init__(self, key, net, estimator, training, inline):
+        self.template = weakref.ref(net)
+        self.estimator = deserialize_estimator(serialize_estimator(estimator))
+        self.training = training
+        self.traces = 0
+        self.captures_variables = False
+        attributes = None if inline else {"_noinline": True}
+        self.function = tf.function(self._block, reduce_retracing=True, autograph=False,
+                                    experimental_attributes=attributes)
+
+    def _block(self, x, seed, trainable, non_trainable):
+        self.traces += 1
+        net = self.template()
+
+        def g(inputs):
+            return net.stateless_call(trainable, non_trainable, inputs)[0]
+
+        return self.estimator(g, x, training=self.training, seed=seed)
+
+    def __call__(self, net, x, seed):
+        trainable = [tf.convert_to_tensor(v) for v in net.trainable_variables]
+        non_trainable = [tf.convert_to_tensor(v) for v in net.non_trainable_variables]
+        traces = self.traces
+        concrete = self.function.get_concrete_function(x, seed, trainable, non_trainable)
+        if self.traces != traces and concrete.variables:
+            self.captures_variables = True
+            warnings.warn(
+                f"{type(net).__name__}: the shared block function read variables outside "
+                "`stateless_call`; blocks of this structure are traced inline.", stacklevel=3)
+            return None
+        return self.function(x, seed, trainable, non_trainable)
+
+
+def _entry(key, net, estimator, training):
+    with _LOCK:
+        entry = _ENTRIES.get(key)
+        if entry is None or entry.template() is None:
+            entry = _Entry(key, net, estimator, training, _SETTINGS["inline"])
+            _ENTRIES[key] = entry
+        return entry
+
+
+def estimate(net, estimator, x, training=False, seed=None):
+    """``(g(x), log_det) = estimator(net, x, training, seed)``, through the shared function.
+
+    Falls back to ``estimator(net, x, ...)`` (inline) in eager mode, when disabled, or for
+    blocks that cannot share a function (see the module docstring).
+    """
+    training = bool(training)
+    key = None
+    if _SETTINGS["enabled"] and not tf.executing_eagerly():
+        key = structure_key(net, estimator, training)
+    if key is not None:
+        entry = _entry(key, net, estimator, training)
+        if not entry.captures_variables:
+            result = entry(net, tf.convert_to_tensor(x), resolve_seed(seed))
+            if result is not None:
+                return result
+    return estimator(net, x, training=training, seed=seed)
