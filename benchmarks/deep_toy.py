@@ -47,20 +47,13 @@ import subprocess
 import sys
 import time
 
+from process_memory import peak_rss_mb
+
 MODES = ("backprop", "neumann", "neumann+bif")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 PEER_PYTHON = os.path.join(ROOT, ".bench-venv", "bin", "python")
 HIDDEN = (128, 128, 128, 128)
-
-
-def peak_rss_mb():
-    """Peak resident set size of this process (``VmHWM``), in MB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError("VmHWM not found in /proc/self/status (Linux only).")
 
 
 def checkerboard(n, rng):

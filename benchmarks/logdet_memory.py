@@ -53,19 +53,12 @@ import subprocess
 import sys
 import time
 
+from process_memory import peak_rss_mb
+
 MODES = {"naive": dict(neumann_grad=False), "neumann": dict(),
          "neumann+bif": dict(grad_in_forward=True)}
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                        "logdet_memory.json")
-
-
-def peak_rss_mb():
-    """Peak resident set size of this process (``VmHWM``), in MB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError("VmHWM not found in /proc/self/status (Linux only).")
 
 
 def worker(args):
