@@ -46,6 +46,7 @@ from tfresflow.bijectors.base import KerasBijector, serialize_layer, unique_name
 from tfresflow.solvers.fixed_point import check_solver_options, fixed_point_inverse
 from tfresflow.logdet import (LogDetEstimator, Unbiased, deserialize_estimator,
                               serialize_estimator)
+from tfresflow.validation import check_positive_int
 
 
 class ResidualBlock(KerasBijector):
@@ -85,8 +86,7 @@ class ResidualBlock(KerasBijector):
             raise TypeError("`logdet` must be a tfresflow.logdet estimator (or its serialised "
                             f"dict), got {type(logdet).__name__}.")
         logdet = Unbiased() if logdet is None else deserialize_estimator(logdet)
-        if isinstance(event_ndims, bool) or not isinstance(event_ndims, int) or event_ndims < 1:
-            raise ValueError(f"`event_ndims` must be a positive integer, got {event_ndims!r}.")
+        event_ndims = check_positive_int(event_ndims, "event_ndims", integral_floats=False)
         (self.inverse_atol, self.inverse_rtol, self.max_iterations,
          self.on_nonconvergence) = check_solver_options(inverse_atol, inverse_rtol,
                                                         max_iterations, on_nonconvergence)

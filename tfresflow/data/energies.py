@@ -28,6 +28,8 @@ References:
 import numpy as np
 import tensorflow as tf
 
+from tfresflow.validation import check_number
+
 
 def _w1(z1):
     return tf.sin(2.0 * np.pi * z1 / 4.0)
@@ -95,8 +97,8 @@ def energy(name, z, box=None):
     z = tf.convert_to_tensor(z, tf.float32)
     if z.shape.rank is not None and (z.shape.rank < 1 or z.shape[-1] not in (None, 2)):
         raise ValueError(f"`z` must have shape [..., 2], got {z.shape.as_list()}.")
-    if box is not None and not float(box) > 0:
-        raise ValueError(f"`box` must be a positive half-width, got {box!r}.")
+    if box is not None:
+        check_number(box, "box", 0.0, low_open=True)  # the soft box's half-width
     z1, z2 = z[..., 0], z[..., 1]
     u = fn(z1, z2)
     if box is not None:
@@ -110,8 +112,8 @@ def log_density(name, box=None):
     See :func:`energy` for the arguments; the name is checked immediately.
     """
     _lookup(name)
-    if box is not None and not float(box) > 0:
-        raise ValueError(f"`box` must be a positive half-width, got {box!r}.")
+    if box is not None:
+        check_number(box, "box", 0.0, low_open=True)  # the soft box's half-width
 
     def target_log_prob(z):
         return -energy(name, z, box=box)

@@ -47,7 +47,7 @@ from tfresflow.bijectors.serialization import deserialize_bijector, serialize_bi
 from tfresflow.distributions.base import make_base_distribution
 from tfresflow.lipschitz import LipschitzUpdate, find_lipschitz_layers
 from tfresflow.solvers import as_nonconvergence_error
-from tfresflow.validation import check_samples
+from tfresflow.validation import check_event_shape, check_samples
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -81,10 +81,7 @@ class FlowModel(keras.Model):
             bijector = deserialize_bijector(bijector)
         if not isinstance(bijector, tfb.Bijector):
             raise TypeError(f"`bijector` must be a tfb.Bijector, got {type(bijector).__name__}.")
-        self.event_shape = [int(d) for d in event_shape]
-        if not self.event_shape or any(d < 1 for d in self.event_shape):
-            raise ValueError(f"`event_shape` must be a non-empty list of positive sizes, "
-                             f"got {event_shape!r}.")
+        self.event_shape = check_event_shape(event_shape)
         bijector = tree.with_unique_names(bijector, lambda b: isinstance(b, KerasBijector),
                                           lambda b, name: b.with_name(name))
         steps = tree.leaves(bijector)
@@ -201,8 +198,9 @@ class FlowModel(keras.Model):
             return self._compiled[name](*args)
 
     def _seed_now(self, seed, needed=True):
-        """A compiled call's seed, drawn now: the given one, or a fresh one from the seed
-        generator (``None`` when ``needed`` is false: flows without randomness draw none)."""
+        """The call's seed, drawn before any tracing: the given one, or a fresh one from the
+        seed generator (``None`` when ``needed`` is false: flows without randomness draw none).
+        The replica fold-in happens later, once, in :meth:`_resolve_seed`."""
         if not needed:
             return None
         return trf_random.from_generator(self.seed_generator) if seed is None \
@@ -216,12 +214,11 @@ class FlowModel(keras.Model):
           seed: optional stateless seed for stochastic steps.
           training: use the training-time estimator of stochastic steps.
         """
-        x = self._as_batch(x)
-        if not self._compiles_eager_calls():
-            return self._log_prob(x, seed, bool(training))
-        return self._call_compiled(f"log_prob_{bool(training)}",
-                                   lambda v, s: self._log_prob(v, s, bool(training)),
-                                   x, self._seed_now(seed, self.has_stochastic_log_det))
+        training = bool(training)
+        return self._call_compiled(f"log_prob_{training}",
+                                   lambda v, s: self._log_prob(v, s, training),
+                                   self._as_batch(x),
+                                   self._seed_now(seed, self.has_stochastic_log_det))
 
     def _log_prob(self, x, seed, training):
         kwargs = self.step_kwargs(seed, training)
@@ -266,9 +263,7 @@ class FlowModel(keras.Model):
 
     def sample(self, n, seed=None):
         """Draws ``n`` samples (sampling direction of every step)."""
-        if not self._compiles_eager_calls():
-            return self._sample(n, seed)
-        return self._call_compiled("sample", self._sample, tf.constant(n, tf.int32),
+        return self._call_compiled("sample", self._sample, tf.convert_to_tensor(n, tf.int32),
                                    self._seed_now(seed))
 
     def _sample(self, n, seed):
@@ -277,10 +272,8 @@ class FlowModel(keras.Model):
 
     def sample_and_log_prob(self, n, seed=None):
         """Samples and their log-densities in one pass."""
-        if not self._compiles_eager_calls():
-            return self._sample_and_log_prob(n, seed)
         return self._call_compiled("sample_and_log_prob", self._sample_and_log_prob,
-                                   tf.constant(n, tf.int32), self._seed_now(seed))
+                                   tf.convert_to_tensor(n, tf.int32), self._seed_now(seed))
 
     def _sample_and_log_prob(self, n, seed):
         base, z, kwargs = self._draw_latent(n, seed)
