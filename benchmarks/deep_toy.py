@@ -17,6 +17,9 @@ mode,
   evaluation-mode log-densities (first call and warm call), with the round-trip error
   ``max |f^{-1}(f(z)) - z|`` of the samples.
 
+tfresflow trains with :class:`tfresflow.optimizers.FusedAdam` (Keras' Adam in TensorFlow's fused
+kernel; ``--optimizer keras`` for ``keras.optimizers.Adam``).
+
 Gradient modes: ``backprop`` (through the roulette series), ``neumann`` (Neumann-series
 gradient), ``neumann+bif`` (Neumann gradient computed in the forward pass). Lipschitz settings:
 ``--lipschitz default`` (the package's block power iteration) or ``reference`` (one
@@ -84,7 +87,9 @@ def tfresflow_worker(args):
     model = trf.models.build_model("resflow", 2, n_steps=args.blocks, hidden_units=HIDDEN,
                                    coeff=0.9, actnorm=False, logdet=estimator,
                                    output_init_scale=1e-3, lipschitz_kwargs=lipschitz)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    optimizer = (trf.optimizers.FusedAdam if args.optimizer == "fused"
+                 else keras.optimizers.Adam)(1e-3)
+    model.compile(optimizer=optimizer)
     ends = []
 
     class Clock(keras.callbacks.Callback):
@@ -183,7 +188,7 @@ def run(args, impl, mode, bfc=False):
     python = sys.executable if impl == "tfresflow" else args.peer_python
     cmd = [python, os.path.abspath(__file__), "--worker", impl, "--mode", mode,
            "--blocks", str(args.blocks), "--batch", str(args.batch), "--steps", str(args.steps),
-           "--threads", str(args.threads), "--lipschitz", args.lipschitz] + (
+           "--threads", str(args.threads), "--lipschitz", args.lipschitz, "--optimizer", args.optimizer] + (
                [] if args.sampling and not bfc else ["--no-sampling"])
     env = dict(os.environ, PYTHONPATH=ROOT)
     env.pop("TF_CPU_ALLOCATOR_USE_BFC", None)
@@ -205,6 +210,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=10, help="timed steps after the first")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lipschitz", choices=("default", "reference"), default="default")
+    parser.add_argument("--optimizer", choices=("fused", "keras"), default="fused",
+                        help="tfresflow's optimizer: FusedAdam (default) or keras Adam")
     parser.add_argument("--peer", choices=("none", "normflows"), default="none")
     parser.add_argument("--peer-python", default=PEER_PYTHON)
     parser.add_argument("--repeats", type=int, default=2, help="A, B rounds per mode")

@@ -31,6 +31,7 @@ from tfresflow import lipschitz  # noqa: E402,F401
 from tfresflow.lipschitz import activations  # noqa: E402,F401  (former home tfresflow.activations)
 from tfresflow import solvers  # noqa: E402,F401
 from tfresflow import bijectors  # noqa: E402,F401
+from tfresflow import optimizers  # noqa: E402,F401
 from tfresflow import data  # noqa: E402,F401
 from tfresflow import boosting  # noqa: E402,F401
 from tfresflow import models  # noqa: E402,F401

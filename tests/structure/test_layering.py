@@ -13,7 +13,7 @@ import pathlib
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "tfresflow"
 
 LAYERS = [
-    {"registry", "validation", "random", "io", "_compat"},
+    {"registry", "validation", "random", "io", "_compat", "optimizers"},
     {"lipschitz", "data", "activations"},  # activations: the former home, a re-export
     {"nets"},
     {"logdet", "solvers"},

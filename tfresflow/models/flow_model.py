@@ -325,7 +325,20 @@ class FlowModel(keras.Model):
             val = self._checked(val, "validation_data")
             kwargs["validation_data"] = (val,) if isinstance(val, np.ndarray) else val
         kwargs["callbacks"] = self._with_lipschitz_update(kwargs.get("callbacks"))
+        self._build_optimizer()
         return super().fit(self._checked(x, "x"), **kwargs)
+
+    def _build_optimizer(self):
+        """Creates the optimizer's slot variables now, eagerly, before the step is traced.
+
+        Without a distribution strategy Keras defers this to the first call of the traced
+        train step; variables created inside a ``tf.function`` make TensorFlow trace it twice
+        and build every slot variable in graph mode: at depth that is most of the first
+        step's time (``benchmarks/deep_toy.py``).
+        """
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
 
     def evaluate(self, x=None, y=None, **kwargs):
         """Mean negative log-likelihood (nats) on ``x``, reported as ``loss``."""
