@@ -11,8 +11,8 @@ the same update with TensorFlow's ``ResourceApplyAdam`` kernel, one op per varia
     v_t = beta_2 v_{t-1} + (1 - beta_2) g_t^2
     theta_t = theta_{t-1} - lr sqrt(1 - beta_2^t) / (1 - beta_1^t) * m_t / (sqrt(v_t) + epsilon)
 
-which is exactly Keras' Adam (Kingma & Ba, 2015, Algorithm 1 with the "epsilon hat" placement
-of Section 2): same variables (``momentum``/``velocity`` slots), same ``get_config``, so
+which is Keras' Adam (Kingma & Ba, 2015, Algorithm 1 with epsilon added to ``sqrt(v_t)`` as
+Keras does), in float64 without the float32 roundoff of Keras' constants: same variables (``momentum``/``velocity`` slots), same ``get_config``, so
 checkpoints and ``.keras`` files interchange. ``amsgrad=True`` falls back to Keras' update.
 Weight decay, clipping, gradient accumulation and EMA are Keras' own and apply unchanged.
 
@@ -44,12 +44,13 @@ class FusedAdam(keras.optimizers.Adam):
         cache = getattr(self, "_step_scalars", None)
         if cache is not None and dtype in cache:
             return cache[dtype]
+        # tf.constant, not tf.cast: a Python float cast to float64 passes through float32.
         step = tf.cast(self.iterations + 1, dtype)
-        beta_1 = tf.cast(self.beta_1, dtype)
-        beta_2 = tf.cast(self.beta_2, dtype)
+        beta_1 = tf.constant(self.beta_1, dtype)
+        beta_2 = tf.constant(self.beta_2, dtype)
         scalars = dict(beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
                        lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
-                       epsilon=tf.cast(self.epsilon, dtype))
+                       epsilon=tf.constant(self.epsilon, dtype))
         if cache is not None:
             cache[dtype] = scalars
         return scalars
