@@ -57,7 +57,7 @@ def log_prob_and_grads(model, x, training, shared):
 
 @pytest.mark.parametrize("logdet, training", [
     (L.Unbiased(), True), (L.Unbiased(), False), (L.Exact(), True),
-    (L.Truncated(4, neumann_grad=False), True)])
+    (L.Truncated(4, neumann_grad=False), True), (L.Unbiased(grad_in_forward=True), True)])
 def test_shared_function_gives_the_inline_values_and_gradients(logdet, training):
     model = small_flow(logdet=logdet)
     x = data()
@@ -101,14 +101,33 @@ def test_different_structures_get_different_functions():
     assert shared_call.trace_count() == 2
 
 
-def test_backward_in_forward_training_and_eager_calls_stay_inline():
+def test_backward_in_forward_weighted_loss_through_the_shared_function():
+    """Non-uniform upstream gradients (a weighted loss) take BIF's recompute branch; the
+    explicit weight tensors must get the same gradients there as the inline variables."""
     model = small_flow(logdet=L.Unbiased(grad_in_forward=True))
-    log_prob_and_grads(model, data(), True, shared=True)
-    assert shared_call.trace_count() == 0      # its custom gradient needs the variables
-    log_prob_and_grads(model, data(), False, shared=True)
-    assert shared_call.trace_count() == 1      # evaluation has no custom gradient
-    shared_call.clear()
-    model.log_prob(tf.constant(data()), seed=[1, 2], training=True)
+    x = tf.constant(data())
+    w = tf.constant(np.linspace(0.1, 2.0, 64).astype(np.float32))
+    results = []
+    for shared in (False, True):
+        shared_call.set_enabled(shared)
+
+        @tf.function
+        def run(x, w):
+            with tf.GradientTape() as tape:
+                loss = -tf.reduce_mean(w * model.log_prob(x, seed=[5, 6], training=True))
+            return tape.gradient(loss, model.trainable_variables)
+
+        results.append([g.numpy() for g in run(tf.identity(x), tf.identity(w))])
+    assert shared_call.trace_count() == 1
+    for a, b, v in zip(*results, model.trainable_variables):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=v.path)
+
+
+def test_eager_calls_stay_inline():
+    model = small_flow(logdet=L.Unbiased(grad_in_forward=True))
+    block = model.steps[0]
+    block.inverse_log_det_jacobian(tf.constant(data()), event_ndims=1, training=True,
+                                   seed=tf.constant([1, 2]))
     assert shared_call.trace_count() == 0      # eager: inline
 
 

@@ -13,7 +13,11 @@ block's weights as *tensors* (``tf.convert_to_tensor(variable)``, read in the ca
 gradients flow back to the Keras variables through those reads). Inside, the net runs through
 ``keras.Layer.stateless_call`` on a *template* net of that structure, so the traced graph holds
 no variable of any block and serves them all. The estimator is used unchanged (its while-loop,
-Neumann surrogate and stateless seeds); the shared function owns a copy of it.
+Neumann surrogate and stateless seeds); the shared function owns a copy of it. The residual
+function it hands the estimator declares its weight tensors (``g.explicit_weights``), so
+backward-in-forward, whose ``tf.custom_gradient`` returns gradients only for its explicit inputs
+and the variables it reads, takes them as explicit inputs
+(:mod:`tfresflow.logdet.backward_in_forward`).
 
 The function is marked ``_noinline`` by default: otherwise Grappler's function optimiser inlines
 every call back into one graph and optimises it, which moves the cost from tracing to the first
@@ -23,9 +27,6 @@ Used only while building a graph (inside ``tf.function``, e.g. Keras ``fit``); e
 evaluate inline. Not used (inline evaluation) for:
 
 * nets that are not Keras layers, or whose config cannot be serialised;
-* backward-in-forward in training (``grad_in_forward=True``): its ``tf.custom_gradient``
-  returns gradients only for its explicit inputs and the variables it reads, and would silently
-  drop the gradients of weights passed in as tensors;
 * nets with no variables (nothing to share).
 
 A traced function that captured a variable (a read escaping ``stateless_call``) would evaluate
@@ -78,8 +79,6 @@ def structure_key(net, estimator, training):
     """The key under which blocks share one function, or ``None`` when they cannot."""
     if not isinstance(net, keras.layers.Layer) or not net.built or not net.variables:
         return None
-    if training and getattr(estimator, "grad_in_forward", False):
-        return None
     try:
         config = dict(net.get_config())
         config.pop("name", None)
@@ -113,6 +112,7 @@ class _Entry:
         def g(inputs):
             return net.stateless_call(trainable, non_trainable, inputs)[0]
 
+        g.explicit_weights = list(trainable)
         return self.estimator(g, x, training=self.training, seed=seed)
 
     def __call__(self, net, x, seed):
