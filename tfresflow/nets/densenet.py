@@ -54,11 +54,13 @@ class DenseNet(keras.layers.Layer):
       kernel_size: kernel size of the dense-layer convolutions (conv variant).
       projection: optional width ``m`` of a Lipschitz linear map (1x1 convolution) applied
         before the dense layers (``None``: none, the dense layers see the input itself).
+      lipschitz_kwargs: extra keyword arguments for every Lipschitz layer (``margin``,
+        ``max_iterations``, ``block_size``, ...), as :class:`LipschitzMLP`.
     """
 
     def __init__(self, event_size, depth=3, growth=32, activation="clipswish",
                  learnable_concat=True, coeff=0.97, conv=False, kernel_size=3, projection=None,
-                 **kwargs):
+                 lipschitz_kwargs=None, **kwargs):
         super().__init__(**kwargs)
         self.event_size = check_positive_int(event_size, "event_size")
         self.depth = check_positive_int(depth, "depth")
@@ -70,7 +72,9 @@ class DenseNet(keras.layers.Layer):
         self.kernel_size = check_positive_int(kernel_size, "kernel_size")
         self.projection = None if projection is None else check_positive_int(projection,
                                                                               "projection")
+        self.lipschitz_kwargs = dict(lipschitz_kwargs or {})
         dtype = self.dtype_policy
+        lip = dict(coeff=coeff, dtype=dtype, **self.lipschitz_kwargs)
         self.activations = [activations.get(activation, dtype=dtype) for _ in range(self.depth)]
         multiplier = self.activations[0].output_multiplier
         if self.growth % multiplier:
@@ -78,20 +82,17 @@ class DenseNet(keras.layers.Layer):
                              f"activation {activation!r}.")
         units = self.growth // multiplier
         if self.conv:
-            self.linears = [LipschitzConv2D(units, self.kernel_size, coeff=coeff,
-                                            name=f"conv_{i}", dtype=dtype)
+            self.linears = [LipschitzConv2D(units, self.kernel_size, name=f"conv_{i}", **lip)
                             for i in range(self.depth)]
-            self.output_map = LipschitzConv2D(self.event_size, 1, coeff=coeff, name="conv_out",
-                                              dtype=dtype)
+            self.output_map = LipschitzConv2D(self.event_size, 1, name="conv_out", **lip)
             self.input_map = None if self.projection is None else LipschitzConv2D(
-                self.projection, 1, coeff=coeff, name="conv_in", dtype=dtype)
+                self.projection, 1, name="conv_in", **lip)
         else:
-            self.linears = [LipschitzDense(units, coeff=coeff, name=f"dense_{i}", dtype=dtype)
+            self.linears = [LipschitzDense(units, name=f"dense_{i}", **lip)
                             for i in range(self.depth)]
-            self.output_map = LipschitzDense(self.event_size, coeff=coeff, name="dense_out",
-                                             dtype=dtype)
+            self.output_map = LipschitzDense(self.event_size, name="dense_out", **lip)
             self.input_map = None if self.projection is None else LipschitzDense(
-                self.projection, coeff=coeff, name="dense_in", dtype=dtype)
+                self.projection, name="dense_in", **lip)
 
     def build(self, input_shape):
         shape = list(input_shape)
@@ -133,4 +134,5 @@ class DenseNet(keras.layers.Layer):
                 "growth": self.growth, "activation": self.activation_name,
                 "learnable_concat": self.learnable_concat, "coeff": self.coeff,
                 "conv": self.conv, "kernel_size": self.kernel_size,
-                "projection": self.projection}
+                "projection": self.projection,
+                "lipschitz_kwargs": dict(self.lipschitz_kwargs)}
