@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 import tfresflow as trf
-from tests.helpers import randomize_weights
+from tests.helpers import brute_force_ildj, randomize_weights
 
 BATCH_SHAPES = [[], [5], [3, 4]]
 
@@ -137,19 +137,6 @@ def _data(bijector, event_shape, batch_shape, seed=0):
     return to_domain(draws).astype(np.float32)
 
 
-def _brute_force_ildj(bijector, x, event_shape):
-    """``log|det d inverse(x) / dx|`` per example from the full autodiff Jacobian."""
-    size = int(np.prod(event_shape))
-    lead = list(x.shape[:x.ndim - len(event_shape)])
-    flat = tf.constant(x.reshape(-1, size))
-    with tf.GradientTape() as tape:
-        tape.watch(flat)
-        z = bijector.inverse(tf.reshape(flat, [*lead, *event_shape]))
-        z_flat = tf.reshape(z, [-1, size])
-    jac = tape.batch_jacobian(z_flat, flat)
-    return tf.linalg.slogdet(tf.cast(jac, tf.float64))[1].numpy().reshape(lead)
-
-
 @pytest.mark.parametrize("cls_name,factory", CASES)
 @pytest.mark.parametrize("batch_shape", BATCH_SHAPES, ids=["single", "batch5", "batch3x4"])
 def test_round_trip_and_log_dets_against_brute_force(cls_name, factory, batch_shape):
@@ -163,7 +150,7 @@ def test_round_trip_and_log_dets_against_brute_force(cls_name, factory, batch_sh
     np.testing.assert_allclose(x_back, x, atol=2e-4, rtol=1e-4)
     ildj = bijector.inverse_log_det_jacobian(tf.constant(x), event_ndims=nd).numpy()
     assert list(np.shape(ildj)) == lead
-    np.testing.assert_allclose(ildj, _brute_force_ildj(bijector, x, event_shape),
+    np.testing.assert_allclose(ildj, brute_force_ildj(bijector, x, event_shape),
                                atol=2e-4, rtol=1e-4)
     fldj = bijector.forward_log_det_jacobian(tf.constant(z), event_ndims=nd).numpy()
     np.testing.assert_allclose(fldj, -ildj, atol=2e-4, rtol=1e-4)
