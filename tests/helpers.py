@@ -21,6 +21,21 @@ def brute_force_log_det(fn, x):
     return tf.linalg.slogdet(jac)[1].numpy()
 
 
+def brute_force_ildj(bijector, x, event_shape):
+    """``log|det d inverse(x) / dx|`` per example of ``x`` ``[..., *event_shape]``, from the
+    autodiff Jacobian of the flattened event (the latent may have another shape) and a
+    float64 ``slogdet``."""
+    size = int(np.prod(event_shape))
+    lead = list(x.shape[:x.ndim - len(event_shape)])
+    flat = tf.constant(x.reshape(-1, size))
+    with tf.GradientTape() as tape:
+        tape.watch(flat)
+        z = bijector.inverse(tf.reshape(flat, [*lead, *event_shape]))
+        z_flat = tf.reshape(z, [-1, size])
+    jac = tape.batch_jacobian(z_flat, flat)
+    return tf.linalg.slogdet(tf.cast(jac, tf.float64))[1].numpy().reshape(lead)
+
+
 _STRATEGY = []
 
 

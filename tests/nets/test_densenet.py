@@ -10,9 +10,9 @@ from tests.bijectors import residual_block_checks as checks
 
 
 def make_densenet(dim, coeff=0.9, conv=False, activation="clipswish", seed=0, growth=8,
-                  spatial=None):
+                  spatial=None, projection=None):
     net = trf.nets.DenseNet(dim, depth=3, growth=growth, activation=activation, coeff=coeff,
-                            conv=conv)
+                            conv=conv, projection=projection)
     shape = (None, *spatial, dim) if conv else (None, dim)
     net.build(shape)
     # random kernels far from the Lipschitz constraint, then renormalise; random eta
@@ -47,12 +47,29 @@ def test_dense_variant_is_coeff_lipschitz(activation):
     assert norms.max() > 0.05  # not trivially zero
 
 
-def test_conv_variant_is_coeff_lipschitz():
+@pytest.mark.parametrize("projection", [None, 3])
+def test_conv_variant_is_coeff_lipschitz(projection):
     coeff = 0.9
-    net = make_densenet(2, coeff=coeff, conv=True, growth=4, spatial=(5, 5))
+    net = make_densenet(2, coeff=coeff, conv=True, growth=4, spatial=(5, 5),
+                        projection=projection)
     x = np.random.default_rng(2).normal(0, 2, size=(6, 5, 5, 2)).astype(np.float32)
     norms = jacobian_spectral_norms(net, x)
     assert norms.max() <= coeff * (1 + 1e-3), norms.max()
+
+
+def test_projection_maps_the_input_to_its_width_first():
+    """The i-DenseNet FC blocks (App. B): a linear map D -> 64, then the dense layers."""
+    net = make_densenet(10, projection=4, growth=6)
+    assert net.input_map.kernel.shape == (10, 4)
+    assert net.linears[0].kernel.shape == (4, 3)           # CLipSwish: growth / 2 outputs
+    assert net.output_map.kernel.shape == (4 + 3 * 6, 10)
+    x = np.random.default_rng(3).normal(0, 3, size=(32, 10)).astype(np.float32)
+    norms = jacobian_spectral_norms(net, x)
+    assert 0.05 < norms.max() <= 0.9 * (1 + 1e-3), norms.max()
+    twin = trf.nets.DenseNet.from_config(net.get_config())
+    assert twin.projection == 4
+    with pytest.raises(ValueError, match="projection"):
+        trf.nets.DenseNet(10, projection=0)
 
 
 def test_normalized_eta_is_on_the_unit_circle_and_initialised_at_one_over_sqrt2():

@@ -5,6 +5,8 @@ from tfresflow.bijectors.base import KerasBijector  # noqa: F401
 from tfresflow.bijectors.coupling import AffineCoupling
 from tfresflow.bijectors.batched_coupling import BatchedAffineCoupling  # noqa: F401
 from tfresflow.bijectors.elementwise import SmoothLeakyReLU, TanhLinear
+from tfresflow.bijectors.logit import LogitTransform
+from tfresflow.bijectors.squeeze import Squeeze
 from tfresflow.bijectors.relative_gradient import RelativeGradientLinear
 from tfresflow.bijectors.residual import ResidualBlock
 from tfresflow.bijectors.dense_block import DenseBlock
@@ -18,3 +20,5 @@ register(DenseBlock)
 register(RelativeGradientLinear)
 register(SmoothLeakyReLU)
 register(TanhLinear)
+register(LogitTransform)
+register(Squeeze)

@@ -59,10 +59,11 @@ class ActNormParameters(keras.layers.Layer):
 
     def moments_init(self, x):
         """``(log_scale, shift)`` that standardise ``x`` per channel (replica-consistent)."""
-        x = tf.stop_gradient(tf.cast(x, tf.float32))
+        dtype = self.variable_dtype
+        x = tf.stop_gradient(tf.cast(x, dtype))
         flat = tf.reshape(x, [-1, self.channels])
         stats = tf.stack([tf.reduce_sum(flat, 0), tf.reduce_sum(tf.square(flat), 0),
-                          tf.fill([self.channels], tf.cast(tf.shape(flat)[0], tf.float32))])
+                          tf.fill([self.channels], tf.cast(tf.shape(flat)[0], dtype))])
         ctx = tf.distribute.get_replica_context()
         if ctx is not None and ctx.num_replicas_in_sync > 1:
             stats = ctx.all_reduce(tf.distribute.ReduceOp.SUM, stats)
@@ -101,22 +102,27 @@ class ActNorm(KerasBijector):
       event_shape: shape of one example (channels on the last axis), e.g. ``[2]`` or
         ``[32, 32, 3]``.
       epsilon: added to the variance at initialisation.
+      dtype: floating dtype of the parameters and inputs (default float32).
       validate_args: assert finite inputs at run time (TFP's meaning, see
         :class:`~tfresflow.bijectors.KerasBijector`).
       name: unique step name.
     """
 
-    def __init__(self, event_shape, epsilon=1e-6, validate_args=False, name=None):
+    def __init__(self, event_shape, epsilon=1e-6, dtype="float32", validate_args=False,
+                 name=None):
         parameters = dict(locals())
         name = unique_name(name, "actnorm")
         shape = check_event_shape(event_shape)
+        dtype = tf.as_dtype(dtype)
+        if not dtype.is_floating:
+            raise ValueError(f"`dtype` must be a floating dtype, got {dtype.name}.")
         self.event_shape = shape
         self.epsilon = float(epsilon)
-        self.parameters_layer = ActNormParameters(shape[-1], epsilon=epsilon,
+        self.parameters_layer = ActNormParameters(shape[-1], epsilon=epsilon, dtype=dtype.name,
                                                   name=f"{name}_params")
         parameters.update(name=name, parameters_layer=self.parameters_layer)
         super().__init__(parameters=parameters, name=name, event_ndims=len(shape),
-                         validate_args=validate_args)
+                         validate_args=validate_args, dtype=dtype)
 
     def keras_layers(self):
         return [self.parameters_layer]
@@ -127,12 +133,12 @@ class ActNorm(KerasBijector):
 
     def get_config(self):
         return dict(event_shape=list(self.event_shape), epsilon=self.epsilon,
-                    validate_args=self.validate_args, name=self.name)
+                    dtype=self.dtype.name, validate_args=self.validate_args, name=self.name)
 
     def initialize(self, x):
         """Data-dependent initialisation from the batch ``x`` (overwrites current weights)."""
         self.parameters_layer.build()
-        self.parameters_layer.initialize(tf.convert_to_tensor(x, tf.float32))
+        self.parameters_layer.initialize(tf.convert_to_tensor(x, self.dtype))
 
     def _spatial_size(self):
         return float(np.prod(self.event_shape[:-1])) if len(self.event_shape) > 1 else 1.0

@@ -94,8 +94,10 @@ class ResidualBlock(KerasBijector):
         self.logdet = logdet
         self.event_ndims = event_ndims
         parameters.update(net=net, logdet=logdet, name=name)
+        # A Keras net fixes the dtype of inputs (its weights' dtype, e.g. float64 nets).
+        dtype = tf.as_dtype(net.dtype) if isinstance(net, keras.layers.Layer) else tf.float32
         super().__init__(parameters=parameters, name=name, event_ndims=event_ndims,
-                         validate_args=validate_args)
+                         validate_args=validate_args, dtype=dtype)
 
     @property
     def has_stochastic_log_det(self):
@@ -112,7 +114,7 @@ class ResidualBlock(KerasBijector):
                              f"(`event_ndims`), got {event_shape}.")
         if isinstance(self.net, keras.layers.Layer) and not self.net.built:
             self.net.build((None, *event_shape))
-        out = self.net(tf.zeros([1, *event_shape]))
+        out = self.net(tf.zeros([1, *event_shape], self.dtype))
         if out.shape.as_list() != [1, *event_shape]:
             raise ValueError(f"{self.name}: `net` must map event shape {event_shape} to itself, "
                              f"got output shape {out.shape.as_list()[1:]}.")

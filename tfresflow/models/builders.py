@@ -1,6 +1,7 @@
 """Named model recipes (used by the CLI and examples): ``build_model("coupling", 2)``.
 
-Each family registers a builder ``fn(event_size, **options) -> FlowModel`` under a name with
+Each family registers a builder ``fn(event_size, **options) -> FlowModel`` (``event_shape``
+for the image families) under a name with
 :func:`register_model`; options a builder does not know raise a ``TypeError`` naming them.
 
 References:
@@ -25,12 +26,15 @@ def register_model(name):
 
 
 def build_model(kind, event_size, **options):
-    """Builds the registered model ``kind`` for vectors of size ``event_size``.
+    """Builds the registered model ``kind`` for vectors of size ``event_size`` (an int), or
+    for events of shape ``event_size`` (a list or tuple, e.g. ``[28, 28, 1]`` for the image
+    models ``resflow-image`` and ``idensenet-image``).
 
     Raises:
       ValueError: for an unknown ``kind``.
     """
-    return MODEL_BUILDERS.lookup(kind, "kind")(int(event_size), **options)
+    shape = list(event_size) if isinstance(event_size, (list, tuple)) else int(event_size)
+    return MODEL_BUILDERS.lookup(kind, "kind")(shape, **options)
 
 
 @register_model("coupling")

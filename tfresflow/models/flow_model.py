@@ -69,7 +69,9 @@ class FlowModel(keras.Model):
         tfresflow steps that share a name with another step are given unique names
         automatically (copies sharing their weights; ``tfb.Chain`` routes per-step ``seed`` and
         ``training`` by name); steps without per-step arguments may share names.
-      event_shape: shape of one data point, e.g. ``[2]``.
+      event_shape: shape of one data point, e.g. ``[2]`` or ``[28, 28, 1]``; the base
+        distribution is over the flow's latent shape (attribute ``latent_shape``,
+        ``bijector.inverse_event_shape(event_shape)``), which differs for shape-changing flows.
       base_distribution: name of the base distribution (``"normal"`` by default, see
         :func:`tfresflow.distributions.base.make_base_distribution`).
       seed: integer seed of the model's seed generator (fresh noise for calls without seed).
@@ -90,8 +92,11 @@ class FlowModel(keras.Model):
                 raise ValueError(
                     f"Bijector {b.name!r} holds tf.Variables that Keras cannot train or save; "
                     "use a tfresflow bijector whose parameters live in Keras layers.")
+        # The base distribution lives on the latent side, whose shape differs from the data's
+        # when the flow changes shapes (a Squeeze, a tfb.Reshape flattening an image).
+        self.latent_shape = [int(d) for d in bijector.inverse_event_shape(self.event_shape)]
         self.base_distribution_name = base_distribution
-        make_base_distribution(base_distribution, self.event_shape)  # validates the name
+        make_base_distribution(base_distribution, self.latent_shape)  # validates the name
         self.seed = seed
         # The bijector tree is a tf.Module; keep it out of Keras/checkpoint tracking: Keras
         # tracks the weights through ``flow_layers`` below.
@@ -125,9 +130,10 @@ class FlowModel(keras.Model):
         if shape != self.event_shape:
             raise ValueError(f"FlowModel expects inputs with event shape {self.event_shape}, "
                              f"got {shape}.")
-        for step in self._keras_steps:
-            step.build(shape)
-            shape = list(step.inverse_event_shape(shape))
+        for step in tree.leaves(self._flow):   # data -> latent, shape-changing TFP steps too
+            if isinstance(step, KerasBijector):
+                step.build(shape)
+            shape = [int(d) for d in step.inverse_event_shape(shape)]
         self.built = True
 
     def compute_output_shape(self, input_shape):
@@ -146,8 +152,8 @@ class FlowModel(keras.Model):
 
     # ----------------------------------------------------------------- TFP views
     def base(self):
-        """The base (latent) distribution ``p_Z``."""
-        return make_base_distribution(self.base_distribution_name, self.event_shape)
+        """The base (latent) distribution ``p_Z`` over events of shape ``latent_shape``."""
+        return make_base_distribution(self.base_distribution_name, self.latent_shape)
 
     def distribution(self):
         """``tfd.TransformedDistribution(base, bijector)``: the model as a TFP distribution.
@@ -278,7 +284,7 @@ class FlowModel(keras.Model):
     def _sample_and_log_prob(self, n, seed):
         base, z, kwargs = self._draw_latent(n, seed)
         x = self._flow.forward(z, **kwargs)
-        fldj = self._flow.forward_log_det_jacobian(z, event_ndims=len(self.event_shape),
+        fldj = self._flow.forward_log_det_jacobian(z, event_ndims=len(self.latent_shape),
                                                    **kwargs)
         return x, base.log_prob(z) - fldj
 

@@ -77,7 +77,7 @@ class LipschitzCNN(LipschitzStack):
         self.linears = [
             LipschitzConv2D(filters, k, coeff=self.coeff, padding=padding,
                             kernel_initializer=init, name=f"lipschitz_conv_{i}",
-                            **self.lipschitz_kwargs)
+                            dtype=self.dtype_policy, **self.lipschitz_kwargs)
             for i, (filters, k, init) in enumerate(zip(widths, self.kernel_sizes, initializers))]
         self._make_activations(activation, preactivation)
 

@@ -47,7 +47,8 @@ class LipschitzStack(keras.layers.Layer):
         self.activation = lip_activations.serialize(activation)
         self.preactivation = bool(preactivation)
         n = len(self.linears) - (0 if self.preactivation else 1)
-        self.activation_layers = [lip_activations.get(activation) for _ in range(n)]
+        self.activation_layers = [lip_activations.get(activation, dtype=self.dtype_policy)
+                                  for _ in range(n)]
         self.output_multiplier = (self.activation_layers[0].output_multiplier
                                   if self.activation_layers else 1)
 
@@ -128,7 +129,7 @@ class LipschitzMLP(LipschitzStack):
         self.linears = [
             LipschitzDense(units, coeff=self.coeff, domain=dom, codomain=cod,
                            kernel_initializer=init, name=f"lipschitz_dense_{i}",
-                           **self.lipschitz_kwargs)
+                           dtype=self.dtype_policy, **self.lipschitz_kwargs)
             for i, (units, dom, cod, init) in enumerate(zip(widths, layer_domains,
                                                             layer_codomains, initializers))]
         self._make_activations(activation, preactivation)
