@@ -13,39 +13,52 @@ RELOAD_SCRIPT = r"""
 import json, sys
 import numpy as np
 import tensorflow as tf
-m = tf.saved_model.load(sys.argv[1])
-x = np.load(sys.argv[2])
-out = {
-    "log_prob": m.log_prob(tf.constant(x)).numpy().tolist(),
-    "seeded_a": m.sample_seeded(tf.constant(5), tf.constant([1, 2])).numpy().tolist(),
-    "seeded_b": m.sample_seeded(tf.constant(5), tf.constant([1, 2])).numpy().tolist(),
-    "fresh_a": m.sample(tf.constant(5)).numpy().tolist(),
-    "fresh_b": m.sample(tf.constant(5)).numpy().tolist(),
-    "imported_tfresflow": any(k.startswith("tfresflow") for k in sys.modules),
-}
-print(json.dumps(out))
+x = np.load(sys.argv[1])
+outs = []
+for path in sys.argv[2:]:
+    m = tf.saved_model.load(path)
+    outs.append({
+        "log_prob": m.log_prob(tf.constant(x)).numpy().tolist(),
+        "seeded_a": m.sample_seeded(tf.constant(5), tf.constant([1, 2])).numpy().tolist(),
+        "seeded_b": m.sample_seeded(tf.constant(5), tf.constant([1, 2])).numpy().tolist(),
+        "fresh_a": m.sample(tf.constant(5)).numpy().tolist(),
+        "fresh_b": m.sample(tf.constant(5)).numpy().tolist(),
+    })
+print(json.dumps({"models": outs,
+                  "imported_tfresflow": any(k.startswith("tfresflow") for k in sys.modules)}))
 """
 
 
+def _boosted_mixture():
+    comps = trf.models.build_model("boosted", 2, num_components=2, n_steps=1, hidden_units=(8,))
+    for i, c in enumerate(comps):
+        randomize_weights(c.flow_layers, seed=10 + i)
+    return trf.models.BoostedFlowModel(comps, mixture_weights=[0.3, 0.7], seed=1)
+
+
 def test_saved_model_reloads_without_tfresflow(tmp_path):
+    """A flow and a boosted mixture (``BoostedFlowModel``) both reload with plain TF."""
     model = trf.models.build_model("coupling", 2, n_steps=2, hidden_units=(8,))
     randomize_weights(model.flow_layers, seed=2)
-    path = str(tmp_path / "sm")
-    trf.export.export_saved_model(model, path)
+    models = [model, _boosted_mixture()]
+    paths = [str(tmp_path / f"sm{i}") for i in range(len(models))]
+    for m, path in zip(models, paths):
+        trf.export.export_saved_model(m, path)
     x = np.random.default_rng(0).normal(size=(16, 2)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    proc = subprocess.run([sys.executable, "-c", RELOAD_SCRIPT, path, str(tmp_path / "x.npy")],
+    proc = subprocess.run([sys.executable, "-c", RELOAD_SCRIPT, str(tmp_path / "x.npy")] + paths,
                           capture_output=True, text=True, timeout=300,
                           env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["imported_tfresflow"] is False
-    np.testing.assert_allclose(out["log_prob"], model.log_prob(tf.constant(x)).numpy(),
-                               rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(out["seeded_a"], out["seeded_b"])
-    np.testing.assert_allclose(out["seeded_a"],
-                               model.sample(5, seed=tf.constant([1, 2])).numpy(), atol=1e-5)
-    assert not np.allclose(out["fresh_a"], out["fresh_b"])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["imported_tfresflow"] is False
+    for m, out in zip(models, result["models"]):
+        np.testing.assert_allclose(out["log_prob"], m.log_prob(tf.constant(x)).numpy(),
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(out["seeded_a"], out["seeded_b"])
+        np.testing.assert_allclose(out["seeded_a"],
+                                   m.sample(5, seed=tf.constant([1, 2])).numpy(), atol=1e-5)
+        assert not np.allclose(out["fresh_a"], out["fresh_b"])
 
 
 def test_export_failure_leaves_no_partial_directory(tmp_path, monkeypatch):
@@ -62,29 +75,6 @@ def test_export_failure_leaves_no_partial_directory(tmp_path, monkeypatch):
         trf.export.export_saved_model(model, str(target))
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
-
-
-def test_boosted_mixture_saved_model_reloads_without_tfresflow(tmp_path):
-    comps = trf.models.build_model("boosted", 2, num_components=2, n_steps=1, hidden_units=(8,))
-    for i, c in enumerate(comps):
-        randomize_weights(c.flow_layers, seed=10 + i)
-    model = trf.models.BoostedFlowModel(comps, mixture_weights=[0.3, 0.7], seed=1)
-    path = str(tmp_path / "sm")
-    trf.export.export_saved_model(model, path)
-    x = np.random.default_rng(3).normal(size=(16, 2)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
-    proc = subprocess.run([sys.executable, "-c", RELOAD_SCRIPT, path, str(tmp_path / "x.npy")],
-                          capture_output=True, text=True, timeout=300,
-                          env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["imported_tfresflow"] is False
-    np.testing.assert_allclose(out["log_prob"], model.log_prob(tf.constant(x)).numpy(),
-                               rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(out["seeded_a"], out["seeded_b"])
-    np.testing.assert_allclose(out["seeded_a"],
-                               model.sample(5, seed=tf.constant([1, 2])).numpy(), atol=1e-5)
-    assert not np.allclose(out["fresh_a"], out["fresh_b"])
 
 
 def test_saved_model_flow_scores_through_the_exported_signatures(tmp_path):

@@ -29,6 +29,20 @@ def reported_nll(stdout):
     return float(stdout.split("test NLL")[1].split()[0])
 
 
+def train(out, argv, capsys):
+    """Runs ``tfresflow train ARGV --quiet --out OUT`` in-process; returns its metrics."""
+    code, _, err = run(["train"] + argv + ["--quiet", "--out", str(out)], capsys)
+    assert code == 0, err
+    return json.loads((out / "metrics.json").read_text())
+
+
+def evaluate(target, capsys, *argv):
+    """``tfresflow evaluate TARGET ARGV`` in-process: ``(stdout, reported test NLL)``."""
+    code, stdout, err = run(["evaluate", str(target), *argv], capsys)
+    assert code == 0, err
+    return stdout, reported_nll(stdout)
+
+
 # --------------------------------------------------------------------------- paths
 def test_resolve_model_path_prefers_model_keras_then_saved_model(tmp_path):
     run_dir = tmp_path / "run"
@@ -93,20 +107,16 @@ def test_a_truncated_keras_file_is_a_clear_error(tmp_path, capsys):
 def test_evaluate_run_folder_scores_the_test_set_train_held_out(tmp_path, capsys):
     """No --data: the run's data, n_test and seed; same NLL as train wrote (exact log-det)."""
     out = tmp_path / "run"
-    code, _, err = run(["train", "--data", "moons", "--model", "coupling", "--steps", "5",
-                        "--n-train", "300", "--n-test", "150", "--seed", "3", "--n-steps", "1",
-                        "--hidden", "8", "--quiet", "--out", str(out)], capsys)
-    assert code == 0, err
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = train(out, ["--data", "moons", "--model", "coupling", "--steps", "5",
+                          "--n-train", "300", "--n-test", "150", "--seed", "3", "--n-steps", "1",
+                          "--hidden", "8"], capsys)
     assert (metrics["data"], metrics["n_test"], metrics["seed"]) == ("moons", 150, 3)
     for target in (out, out / "model.keras", out / "saved_model"):
-        code, stdout, err = run(["evaluate", str(target)], capsys)
-        assert code == 0, err
+        stdout, nll = evaluate(target, capsys)
         assert "on 150 examples of moons (seed 3;" in stdout
-        assert reported_nll(stdout) == pytest.approx(metrics["test_nll"], abs=1e-4)
+        assert nll == pytest.approx(metrics["test_nll"], abs=1e-4)
     # an explicit --data wins over the recorded one
-    code, stdout, _ = run(["evaluate", str(out), "--data", "checkerboard"], capsys)
-    assert code == 0 and "examples of checkerboard" in stdout
+    assert "examples of checkerboard" in evaluate(out, capsys, "--data", "checkerboard")[0]
     code, _, _ = run(["sample", str(out / "saved_model"), "--n", "7", "--out",
                       str(tmp_path / "s.npy")], capsys)
     assert code == 0 and np.load(tmp_path / "s.npy").shape == (7, 2)
@@ -116,26 +126,20 @@ def test_evaluate_reproduces_the_random_split_of_a_npy_file(tmp_path, capsys):
     arr = np.random.default_rng(0).normal(size=(250, 2)).astype(np.float32) * [1.0, 3.0]
     np.save(tmp_path / "d.npy", arr)
     out = tmp_path / "run"
-    code, _, err = run(["train", "--data", str(tmp_path / "d.npy"), "--steps", "3",
-                        "--seed", "5", "--n-steps", "1", "--hidden", "4", "--quiet",
-                        "--out", str(out)], capsys)
-    assert code == 0, err
-    metrics = json.loads((out / "metrics.json").read_text())
-    code, stdout, err = run(["evaluate", str(out)], capsys)
-    assert code == 0, err
+    metrics = train(out, ["--data", str(tmp_path / "d.npy"), "--steps", "3", "--seed", "5",
+                          "--n-steps", "1", "--hidden", "4"], capsys)
+    stdout, nll = evaluate(out, capsys)
     assert "on 50 examples of" in stdout  # 20% of 250 held out
-    assert reported_nll(stdout) == pytest.approx(metrics["test_nll"], abs=1e-4)
+    assert nll == pytest.approx(metrics["test_nll"], abs=1e-4)
 
 
 def test_evaluate_and_sample_a_boosted_run_folder_through_the_cli(tmp_path, capsys):
     """The issue's "done when": ``evaluate``/``sample`` work on a boosted run folder."""
     out = tmp_path / "boosted"
-    code, _, err = run(["train", "--model", "boosted", "--components", "2", "--n-steps", "1",
-                        "--hidden", "8", "--steps", "5", "--data", "moons", "--n-train", "300",
-                        "--n-test", "120", "--quiet", "--out", str(out)], capsys)
-    assert code == 0, err
+    metrics = train(out, ["--model", "boosted", "--components", "2", "--n-steps", "1",
+                          "--hidden", "8", "--steps", "5", "--data", "moons", "--n-train", "300",
+                          "--n-test", "120"], capsys)
     assert (out / "model.keras").is_file() and (out / "saved_model" / "saved_model.pb").is_file()
-    metrics = json.loads((out / "metrics.json").read_text())
     done = subprocess.run([sys.executable, "-m", "tfresflow.cli", "evaluate", str(out)],
                           env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
