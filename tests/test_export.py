@@ -96,6 +96,8 @@ def test_saved_model_flow_scores_through_the_exported_signatures(tmp_path):
                                atol=1e-5)
     np.testing.assert_allclose(flow.sample(6, seed=9).numpy(),
                                model.sample(6, seed=9).numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match=r"`x` must have shape \[n, 2\]"):
+        flow.log_prob(np.zeros((3, 5), np.float32))
     assert trf.evaluation.nll_with_stderr(flow, x, exact=True) == pytest.approx(
         trf.evaluation.nll_with_stderr(model, x, exact=True), rel=1e-5)
 

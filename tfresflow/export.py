@@ -19,12 +19,12 @@ Any model with ``event_shape``, ``log_prob(x, seed)``, ``sample(n, seed)``,
 ``BoostedFlowModel`` (the mixture of a boosted or density-matched run).
 """
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfresflow import evaluation
 from tfresflow import random as trf_random
 from tfresflow.io import atomic_path
+from tfresflow.validation import check_samples
 
 __all__ = ["export_saved_model", "load_saved_model", "SavedModelFlow"]
 
@@ -81,9 +81,13 @@ class SavedModelFlow:
         self.has_stochastic_log_det = bool(loaded.stochastic_log_det()) \
             if hasattr(loaded, "stochastic_log_det") else True
 
+    def _batch(self, x):
+        """``x`` checked against the signature ``[None, *event_shape]`` (ValueError naming it)."""
+        return tf.constant(check_samples(x, self.event_shape, name="x"))
+
     def log_prob(self, x, seed=None):
         """Per-example log-density through ``log_prob_seeded`` (``log_prob`` without seed)."""
-        x = tf.convert_to_tensor(np.asarray(x, np.float32))
+        x = self._batch(x)
         if seed is None:
             return self.loaded.log_prob(x)
         return self.loaded.log_prob_seeded(x, trf_random.as_seed(seed))
@@ -97,7 +101,7 @@ class SavedModelFlow:
         if not hasattr(self.loaded, "exact_log_prob"):
             raise ValueError(f"SavedModel {self.path!r} exports no exact_log_prob; re-export "
                              "it with this version of tfresflow.")
-        return self.loaded.exact_log_prob(tf.convert_to_tensor(np.asarray(x, np.float32)))
+        return self.loaded.exact_log_prob(self._batch(x))
 
     def sample(self, n, seed=None):
         """``n`` samples through ``sample_seeded`` (``sample`` without seed: fresh noise)."""
