@@ -1,8 +1,9 @@
 """The README's "Loading a trained model in another program" snippets run as written.
 
 Each snippet runs in a fresh Python process in a folder holding ``runs/cb/`` (what the README's
-command line writes: ``model.keras`` and ``saved_model/`` of a coupling flow on 2-D data). The
-SavedModel snippet must work with plain TensorFlow: ``tfresflow`` is never imported. The ``.keras`` snippet needs ``import tfresflow``, and without it Keras fails with
+command line writes: ``model.keras`` and ``saved_model/`` of a coupling flow on 2-D data).
+The SavedModel snippet must work with plain TensorFlow: ``tfresflow`` is never imported.
+The ``.keras`` snippet needs ``import tfresflow``, and without it Keras fails with
 the message the README quotes.
 """
 import json
@@ -58,8 +59,9 @@ def test_saved_model_snippet_runs_with_plain_tensorflow(run_folder):
     root, expected = run_folder
     snippet = _snippets()[1]
     check = ("\nimport json, sys\n"
-             "print(json.dumps({'tfresflow': [m for m in sys.modules if m.split('.')[0] == 'tfresflow'],"
-             " 'log_p': m.log_prob(tf.constant(" + repr(X) + ")).numpy().tolist(),"
+             "print(json.dumps({'tfresflow': [m for m in sys.modules"
+             " if m.split('.')[0] == 'tfresflow'],"
+             f" 'log_p': m.log_prob(tf.constant({X!r})).numpy().tolist(),"
              " 'seeded': log_p.numpy().tolist(), 'shape': list(samples.shape)}))\n")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = _run(snippet + check, root, env)  # no PYTHONPATH pointing at tfresflow

@@ -11,8 +11,8 @@
 Both write to ``--out`` (atomically): ``metrics.json`` (with the per-stage history), one
 ``stage_XX_density.png`` per stage, ``density.png``, ``samples.png``, the trained mixture as
 ``model.keras`` and ``saved_model/`` (a ``BoostedFlowModel``, which ``evaluate`` and ``sample``
-read), and a weights-only training checkpoint per stage under ``checkpoints/``. ``--n-steps`` was ``--flow-steps``
-(still accepted, deprecated); ``metrics.json`` records it as ``n_steps``.
+read), and a weights-only training checkpoint per stage under ``checkpoints/``. ``--n-steps``
+was ``--flow-steps`` (still accepted, deprecated); ``metrics.json`` records it as ``n_steps``.
 
 TensorFlow is imported when a command runs, not when this module is imported (so
 ``tfresflow --help`` stays fast).

@@ -53,9 +53,8 @@ def report_fit(out_dir, metrics, figures=None, model=None):
 
     Writes ``density.png`` and ``samples.png`` when ``figures`` is given, ``model.keras`` and
     ``saved_model/`` when ``model`` (a ``FlowModel``, or the ``BoostedFlowModel`` of a boosted
-    or matched mixture) is given, and always ``metrics.json``
-    (last). The names come back in the order ``metrics.json``, models, figures (the order the
-    command lines print them in).
+    or matched mixture) is given, and always ``metrics.json`` (last). The names come back in
+    the order ``metrics.json``, models, figures (the order the command lines print them in).
     """
     from tfresflow import io
 
