@@ -78,11 +78,12 @@ def test_boosted_and_match_write_through_report_fit(tmp_path, report_calls):
     assert cli.main(["match", "--energy", "U1", "--batch-size", "32",
                      "--out", str(tmp_path / "m")] + small) == 0
     boosted, match = report_calls
-    assert boosted["model"] is None and match["model"] is None
     for call in (boosted, match):
-        assert call["written"] == ["metrics.json", "density.png", "samples.png"]
-        assert {"metrics.json", "density.png", "samples.png", "stage_00_density.png"} <= \
-            set(os.listdir(call["out"]))
+        assert type(call["model"]).__name__ == "BoostedFlowModel"
+        assert call["written"] == ["metrics.json", "model.keras", "saved_model/", "density.png",
+                                   "samples.png"]
+        assert {"metrics.json", "model.keras", "saved_model", "density.png", "samples.png",
+                "stage_00_density.png"} <= set(os.listdir(call["out"]))
     assert boosted["metrics"]["model"] == "boosted" and boosted["metrics"]["n_steps"] == 1
     assert match["metrics"]["energy"] == "U1" and len(match["figures"].reference) == 20000
     assert "target.png" in os.listdir(tmp_path / "m")

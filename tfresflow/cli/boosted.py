@@ -9,9 +9,10 @@
   Mohamed energy by reverse KL.
 
 Both write to ``--out`` (atomically): ``metrics.json`` (with the per-stage history), one
-``stage_XX_density.png`` per stage, ``density.png``, ``samples.png`` and a checkpoint per stage
-under ``checkpoints/`` (the last one is the trained model). ``--n-steps`` was ``--flow-steps``
-(still accepted, deprecated); ``metrics.json`` records it as ``n_steps``.
+``stage_XX_density.png`` per stage, ``density.png``, ``samples.png``, the trained mixture as
+``model.keras`` and ``saved_model/`` (a ``BoostedFlowModel``, which ``evaluate`` and ``sample``
+read), and a weights-only training checkpoint per stage under ``checkpoints/``. ``--n-steps``
+was ``--flow-steps`` (still accepted, deprecated); ``metrics.json`` records it as ``n_steps``.
 
 TensorFlow is imported when a command runs, not when this module is imported (so
 ``tfresflow --help`` stays fast).
@@ -48,6 +49,12 @@ def _stage_figure_writer(out_dir, limits, log_prob_fn_of):
         plotting.save_density(os.path.join(out_dir, f"stage_{record['stage']:02d}_density.png"),
                               log_prob_fn_of(mix), limits, title=_stage_title(record))
     return on_stage_end
+
+
+def _mixture_model(mix):
+    """The saveable Keras model (``BoostedFlowModel``) of a trained mixture."""
+    from tfresflow.models import BoostedFlowModel
+    return BoostedFlowModel.from_distribution(mix, name="boosted_flow")
 
 
 def _trainer_options(args):
@@ -125,7 +132,9 @@ def train_boosted(args, x_train, x_test, out_dir):
     train_nll, train_se = nlls["train_nll"], nlls["train_nll_stderr"]
     test_nll, test_se = nlls["test_nll"], nlls["test_nll_stderr"]
     metrics = {
-        "model": "boosted", "data": getattr(args, "data", None), "components": num,
+        "model": "boosted", "data": getattr(args, "data", None),
+        "n_train": getattr(args, "n_train", None), "n_test": getattr(args, "n_test", None),
+        "components": num,
         "n_steps": n_steps, "hidden_units": list(hidden),
         "steps_per_stage": args.steps, "finetune_passes": finetune_passes,
         "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
@@ -141,7 +150,7 @@ def train_boosted(args, x_train, x_test, out_dir):
             log_prob=lambda p: mix.log_prob(p, seed=[args.seed, 7]).numpy(),
             sample=lambda n: mix.sample(n, seed=args.seed).numpy(), reference=x_test,
             limits=limits, title=f"boosted ({num}x{n_steps}) on {metrics['data']}")
-    written = report.report_fit(out_dir, metrics, figures=figures)
+    written = report.report_fit(out_dir, metrics, figures=figures, model=_mixture_model(mix))
     print(f"wrote {out_dir}/" + ", ".join(written[:1] + ["checkpoints/"] + written[1:])
           + (", stage_XX_density.png" if dim == 2 else ""))
     return metrics
@@ -232,7 +241,7 @@ def run_match(args):
             record["reverse_kl"] = record["kl_minus_log_z"] + log_z
     mix = trainer.mixture()
     n = 20000
-    report.report_fit(out_dir, metrics, figures=report.Figures(
+    report.report_fit(out_dir, metrics, model=_mixture_model(mix), figures=report.Figures(
         log_prob=lambda p: mix.log_prob(p).numpy(),
         sample=lambda m: mix.sample(m, seed=args.seed).numpy(),
         reference=_target_samples(lambda p: target(p).numpy(), limits, n, args.seed),

@@ -2,7 +2,7 @@
 
 ``train``, ``train --model boosted`` and ``match`` each hand :func:`report_fit` their metrics,
 the figures to draw (:class:`Figures`: a log-density, a sampler, the reference points, the
-titles) and the Keras model to save, if any. Every file is written atomically
+titles) and the Keras model to save (every trainer has one). Every file is written atomically
 (:mod:`tfresflow.io`), and ``metrics.json`` last, so its presence means the run is complete.
 
 TensorFlow and matplotlib are imported when a report is written, not when this module is.
@@ -52,9 +52,9 @@ def report_fit(out_dir, metrics, figures=None, model=None):
     """Writes the results of a fit to ``out_dir``; returns the names written.
 
     Writes ``density.png`` and ``samples.png`` when ``figures`` is given, ``model.keras`` and
-    ``saved_model/`` when ``model`` (a ``FlowModel``) is given, and always ``metrics.json``
-    (last). The names come back in the order ``metrics.json``, models, figures (the order the
-    command lines print them in).
+    ``saved_model/`` when ``model`` (a ``FlowModel``, or the ``BoostedFlowModel`` of a boosted
+    or matched mixture) is given, and always ``metrics.json`` (last). The names come back in
+    the order ``metrics.json``, models, figures (the order the command lines print them in).
     """
     from tfresflow import io
 

@@ -3,7 +3,9 @@
 ``tfresflow train`` is the main job: data -> flow -> Keras ``fit`` -> evaluation -> figures ->
 saved model. Everything it writes goes to ``--out`` atomically (``metrics.json``,
 ``density.png``, ``samples.png``, ``model.keras``, ``saved_model/``). ``--model boosted`` is
-handed to :func:`tfresflow.cli.boosted.train_boosted`.
+handed to :func:`tfresflow.cli.boosted.train_boosted`. ``evaluate`` and ``sample`` take a run
+folder, a ``.keras`` file or a SavedModel (:mod:`tfresflow.cli.loading`); ``evaluate`` scores
+the test set of the run's recorded data, size and seed unless told otherwise.
 
 TensorFlow is imported when a command runs, not when this module is imported.
 """
@@ -12,7 +14,7 @@ import time
 
 import numpy as np
 
-from tfresflow.cli import report
+from tfresflow.cli import loading, report
 from tfresflow.cli.arguments import add_n_steps, int_list, option, positive_int
 from tfresflow.cli.boosted import train_boosted
 
@@ -44,17 +46,22 @@ def add_commands(subparsers):
     train.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    evaluate = subparsers.add_parser("evaluate", help="test NLL of a saved .keras model")
+    model_help = "a run folder written by `train`, a .keras file or a SavedModel directory"
+    evaluate = subparsers.add_parser("evaluate", help="test NLL of a trained model")
     evaluate.set_defaults(run=run_evaluate)
-    evaluate.add_argument("model_path")
-    evaluate.add_argument("--data", default=DEFAULT_DATA)
-    evaluate.add_argument("--n", type=positive_int, default=5000)
-    evaluate.add_argument("--seed", type=int, default=0,
-                          help="seed of the training run: the test set is the one `train` drew")
+    evaluate.add_argument("model_path", help=model_help)
+    evaluate.add_argument("--data", default=None,
+                          help="toy density name or .npy file (default: the data recorded in "
+                               "the run's metrics.json)")
+    evaluate.add_argument("--n", type=positive_int, default=None,
+                          help="test examples of a toy density (default: the run's --n-test)")
+    evaluate.add_argument("--seed", type=int, default=None,
+                          help="seed of the training run: the test set is the one `train` drew "
+                               "(default: the run's seed)")
 
-    sample = subparsers.add_parser("sample", help="draw samples from a saved .keras model")
+    sample = subparsers.add_parser("sample", help="draw samples from a trained model")
     sample.set_defaults(run=run_sample)
-    sample.add_argument("model_path")
+    sample.add_argument("model_path", help=model_help)
     sample.add_argument("--n", type=positive_int, default=1000)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", required=True, help=".npy file to write")
@@ -144,7 +151,8 @@ def _evaluate_fit(args, model, x_train, x_test):
     nlls = evaluation.train_test_nll(model, x_train, x_test, seed=args.seed, exact=exact,
                                      n_train=args.n_test)
     metrics = {
-        "model": args.model, "data": args.data, "steps": args.steps,
+        "model": args.model, "data": args.data, "n_train": args.n_train, "n_test": args.n_test,
+        "steps": args.steps,
         "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
         "parameters": int(model.count_params()),
         "nll_method": evaluation.nll_method(model, exact), **nlls,
@@ -162,25 +170,23 @@ def _evaluate_fit(args, model, x_train, x_test):
     return metrics, exact
 
 
-def _load_model(path):
-    import keras
-
-    if not os.path.exists(path):
-        raise ValueError(f"Model file {path!r} does not exist.")
-    return keras.saving.load_model(path)
-
-
 def run_evaluate(args):
-    """Runs ``tfresflow evaluate``; returns the test NLL and its standard error."""
+    """Runs ``tfresflow evaluate``; returns the test NLL and its standard error.
+
+    The test set is the one the training run held out: data, size and seed default to those
+    in the run's ``metrics.json`` (:func:`tfresflow.cli.loading.evaluation_split`).
+    """
     from tfresflow import evaluation
 
-    model = _load_model(args.model_path)
-    x_test = load_data(args.data, 1, args.n, args.seed)[1]
+    data, n, seed, note = loading.evaluation_split(args.model_path, args.data, args.n,
+                                                   args.seed)
+    x_test = load_data(data, 1, n, seed)[1]
+    model = loading.load_model(args.model_path)
     exact = evaluation.use_exact_evaluation(model)
-    nll, se = evaluation.nll_with_stderr(model, x_test, seed=args.seed + 1, exact=exact)
+    nll, se = evaluation.nll_with_stderr(model, x_test, seed=seed + 1, exact=exact)
     method = evaluation.nll_method(model, exact, detail=False)
-    print(f"test NLL {nll:.4f} ± {se:.4f} nats on {len(x_test)} examples of {args.data} "
-          f"[{method}]")
+    print(f"test NLL {nll:.4f} ± {se:.4f} nats on {len(x_test)} examples of {data} "
+          f"(seed {seed}{'; ' + note if note else ''}) [{method}]")
     return {"test_nll": nll, "test_nll_stderr": se}
 
 
@@ -188,7 +194,7 @@ def run_sample(args):
     """Runs ``tfresflow sample``; returns the samples."""
     from tfresflow.io import atomic_path
 
-    model = _load_model(args.model_path)
+    model = loading.load_model(args.model_path)
     samples = model.sample(args.n, seed=args.seed).numpy()
     with atomic_path(args.out) as tmp:
         with open(tmp, "wb") as f:

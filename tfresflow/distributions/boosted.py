@@ -231,11 +231,19 @@ class BoostedFlow(tfd.Distribution):
                          for i, c in enumerate(self._components)], axis=-1)
 
     def _log_prob(self, x, seed=None):
+        return self.mixture_log_prob(self.component_log_probs(x, seed))
+
+    def mixture_log_prob(self, log_g):
+        """``log G = log sum_c rho_c exp(log g_c)`` from component log-densities ``[..., C]``.
+
+        The mixing step of :meth:`log_prob`, for component log-densities computed another way
+        (e.g. each component's exact log-det).
+        """
         # log sum_c w_c exp(l_c - m) + m, with m the largest log g_c among components of
         # positive weight (so the sum cannot underflow to 0). Unlike logsumexp(log w + l) this
         # keeps d/dw_c = exp(l_c - m) / sum finite when a weight is exactly 0.
         w = self.weights
-        log_g = self.component_log_probs(x, seed)
+        log_g = tf.convert_to_tensor(log_g, self.dtype)
         m = tf.reduce_max(tf.where(w > 0, log_g, -np.inf), axis=-1, keepdims=True)
         m = tf.stop_gradient(tf.where(tf.math.is_finite(m), m, tf.zeros_like(m)))
         scaled = tf.exp(tf.minimum(log_g - m, 60.0))
