@@ -41,19 +41,30 @@ MAX_TO_KEEP = 2
 
 
 class TrainingDiverged(FloatingPointError):
-    """Training produced a non-finite loss; ``step`` is the 1-based optimiser step.
+    """Training produced a non-finite loss at optimiser step ``step`` (1-based, whole run).
 
     Attributes:
-      step: the optimiser step whose loss was non-finite (1-based, counted over the whole run).
+      step, steps: the step whose loss was non-finite, and the run's total steps.
       loss: that loss value.
-      last_checkpoint_step: the step of the last checkpoint kept (``None``: none was written).
+      last_checkpoint_step: the step of the last (good) checkpoint kept in ``directory``;
+        ``None`` when none had been written.
+      hint: the advice closing the message.
     """
 
-    def __init__(self, message, step, loss, last_checkpoint_step=None):
-        super().__init__(message)
-        self.step = step
-        self.loss = loss
-        self.last_checkpoint_step = last_checkpoint_step
+    def __init__(self, step, steps, loss, last_checkpoint_step, directory,
+                 hint="Try a smaller learning rate."):
+        kept = (f"the last good checkpoint (step {last_checkpoint_step}) is kept in "
+                f"{directory}" if last_checkpoint_step else "no checkpoint had been written yet")
+        super().__init__(f"training diverged: the loss was {loss} at step {step} of {steps}; "
+                         f"{kept}. {hint}")
+        self.step, self.steps, self.loss = step, steps, loss
+        self.last_checkpoint_step, self.directory, self.hint = \
+            last_checkpoint_step, directory, hint
+
+    def with_hint(self, hint):
+        """The same error with another closing advice (e.g. naming a command-line option)."""
+        return TrainingDiverged(self.step, self.steps, self.loss, self.last_checkpoint_step,
+                                self.directory, hint)
 
 
 class TrainingCheckpoint:
@@ -101,9 +112,13 @@ class TrainingCheckpoint:
         path = self.manager.latest_checkpoint
         if path is None:
             return 0
+        status = None
         try:
-            self.checkpoint.restore(path).assert_consumed()
-        except AssertionError as err:
+            status = self.checkpoint.restore(path)
+            status.assert_consumed()
+        except (AssertionError, ValueError) as err:
+            if status is not None:
+                status.expect_partial()  # no second report of the same mismatch at exit
             raise ValueError(f"Checkpoint {path!r} does not match this model and optimiser "
                              f"(was it written with other settings?): {err}") from None
         return self.step
@@ -114,10 +129,12 @@ class TrainingCheckpoint:
 
 
 class StopOnNonFiniteLoss(keras.callbacks.TerminateOnNaN):
-    """Keras' ``TerminateOnNaN`` that also records the step and loss that stopped training.
+    """Keras' ``TerminateOnNaN`` that records the step and loss that stopped training.
 
-    ``start_step``: the optimiser step ``fit`` starts from (a resumed run's), so that
-    :attr:`step` counts the whole run (1-based).
+    Stops ``fit`` after the first batch whose ``loss`` is NaN or infinite, as
+    ``TerminateOnNaN`` does, without its "Batch N: Invalid loss" line (``N`` counts the batches
+    of one ``fit`` call from 0, which misnames the step of a resumed run): :attr:`step` counts
+    the whole run from 1, starting from ``start_step`` (a resumed run's).
     """
 
     def __init__(self, start_step=0):
@@ -128,10 +145,10 @@ class StopOnNonFiniteLoss(keras.callbacks.TerminateOnNaN):
 
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        super().on_batch_end(batch, logs)
         if self.step is None and loss is not None and not np.isfinite(loss):
             self.step = self.start_step + int(batch) + 1
             self.loss = float(loss)
+            self.model.stop_training = True
 
     @property
     def diverged(self):
@@ -206,10 +223,5 @@ def fit_resumable(model, x, steps, batch_size, seed, directory, every, callbacks
                         steps_per_epoch=steps - start, shuffle=False, verbose=verbose,
                         callbacks=callbacks)
     if guard.diverged:
-        last = state.latest_step
-        kept = f"the last good checkpoint (step {last}) is kept in {directory}" if last \
-            else "no checkpoint had been written yet"
-        raise TrainingDiverged(
-            f"training diverged: the loss was {guard.loss} at step {guard.step} of {steps}; "
-            f"{kept}. Try a smaller learning rate.", guard.step, guard.loss, last)
+        raise TrainingDiverged(guard.step, steps, guard.loss, state.latest_step, directory)
     return history, start
