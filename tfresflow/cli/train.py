@@ -130,7 +130,7 @@ def _fit(args, x_train, run):
     import keras
 
     from tfresflow.models import build_model
-    from tfresflow.models.checkpointing import TrainingDiverged, fit_resumable
+    from tfresflow.models.checkpointing import TrainingDiverged, fit_resumable, latest_step
 
     keras.utils.set_random_seed(args.seed)
     try:
@@ -141,6 +141,9 @@ def _fit(args, x_train, run):
     runs.begin(run, args)
     print(f"training {args.model} on {args.data}: {model.count_params()} parameters, "
           f"{args.steps} steps, batch {args.batch_size}")
+    if run.resumed:
+        print(f"resuming from step {latest_step(run.checkpoints) or 0} (checkpoints in "
+              f"{run.checkpoints})")
     start = time.time()
     try:
         history, resumed_at = fit_resumable(model, x_train, args.steps, args.batch_size,

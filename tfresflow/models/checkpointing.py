@@ -34,7 +34,7 @@ from tfresflow.lipschitz import LipschitzUpdate, find_lipschitz_layers
 from tfresflow.validation import check_positive_int
 
 __all__ = ["TrainingCheckpoint", "CheckpointEvery", "StopOnNonFiniteLoss", "TrainingDiverged",
-           "fit_resumable"]
+           "fit_resumable", "latest_step"]
 
 #: Checkpoints kept by :class:`TrainingCheckpoint` (>= 2: one survives a kill mid-save).
 MAX_TO_KEEP = 2
@@ -65,6 +65,12 @@ class TrainingDiverged(FloatingPointError):
         """The same error with another closing advice (e.g. naming a command-line option)."""
         return TrainingDiverged(self.step, self.steps, self.loss, self.last_checkpoint_step,
                                 self.directory, hint)
+
+
+def latest_step(directory):
+    """The step of the latest complete checkpoint in ``directory``; ``None`` if there is none."""
+    path = tf.train.latest_checkpoint(directory)
+    return None if path is None else int(path.rsplit("-", 1)[1])
 
 
 class TrainingCheckpoint:
@@ -99,8 +105,7 @@ class TrainingCheckpoint:
     @property
     def latest_step(self):
         """The step of the latest complete checkpoint, ``None`` when there is none."""
-        path = self.manager.latest_checkpoint
-        return None if path is None else int(path.rsplit("-", 1)[1])
+        return latest_step(self.directory)
 
     def restore(self):
         """Restores the latest checkpoint (if any); returns the step reached (0 without one).
