@@ -114,3 +114,22 @@ def test_boosted_resumes_after_its_last_stage(tmp_path):
     a, b = _metrics(whole), _metrics(cut)
     assert b["weights"] == a["weights"] and b["test_nll"] == a["test_nll"]
     assert [r["final_loss"] for r in b["history"]] == [r["final_loss"] for r in a["history"]]
+
+
+def test_resume_finishes_an_unfinished_overwrite_and_only_then_replaces_the_old_run(tmp_path):
+    out = tmp_path / "run"
+    assert _train("--steps", "5", "--out", str(out)) == 0
+    old_metrics = (out / "metrics.json").read_bytes()
+    # An --overwrite run killed after its last checkpoint: its working folder holds run.json
+    # and checkpoints/ only, and the previous run is untouched.
+    other = tmp_path / "other"
+    assert _train("--steps", "8", "--out", str(other)) == 0
+    for name in os.listdir(other):
+        if name not in ("run.json", "checkpoints"):
+            shutil.rmtree(other / name) if (other / name).is_dir() else os.remove(other / name)
+    shutil.move(str(other), str(out / ".overwrite"))
+    assert (out / "metrics.json").read_bytes() == old_metrics
+
+    assert cli.main(["train", "--resume", str(out), "--quiet"]) == 0
+    assert _metrics(out)["steps"] == 8 and not (out / ".overwrite").exists()
+    assert json.loads((out / "run.json").read_text())["settings"]["steps"] == 8

@@ -1,9 +1,11 @@
 """``tfresflow train | evaluate | sample``: fit a registered flow model, test it, draw from it.
 
 ``tfresflow train`` is the main job: data -> flow -> Keras ``fit`` -> evaluation -> figures ->
-saved model. Everything it writes goes to ``--out`` atomically (``metrics.json``,
-``density.png``, ``samples.png``, ``model.keras``, ``saved_model/``). ``--model boosted`` is
-handed to :func:`tfresflow.cli.boosted.train_boosted`.
+saved model. Everything it writes goes to ``--out`` atomically (``run.json``, ``checkpoints/``,
+``metrics.json``, ``density.png``, ``samples.png``, ``model.keras``, ``saved_model/``); the
+run-folder policy (``--resume``, ``--overwrite``) is :mod:`tfresflow.cli.runs`, the checkpointed
+training :func:`tfresflow.models.checkpointing.fit_resumable` (a non-finite loss exits with
+code 3). ``--model boosted`` is handed to :func:`tfresflow.cli.boosted.train_boosted`.
 
 TensorFlow is imported when a command runs, not when this module is imported.
 """
