@@ -112,9 +112,10 @@ def train_boosted(args, x_train, x_test, out_dir, run=None):
     checkpoint_dir = os.path.join(out_dir, "checkpoints")
     if run is not None:
         runs.begin(run, args)
-        if run.resumed and latest_checkpoint(checkpoint_dir):
-            trainer.load_checkpoint(latest_checkpoint(checkpoint_dir))
-            print(f"resuming after {os.path.basename(latest_checkpoint(checkpoint_dir))}")
+        latest = latest_checkpoint(checkpoint_dir) if run.resumed else None
+        if latest:
+            trainer.load_checkpoint(latest)
+            print(f"resuming after {os.path.basename(latest)} (checkpoints in {checkpoint_dir})")
     print(f"training boosted flow on {getattr(args, 'data', 'data')}: {num} components x "
           f"{n_steps} coupling steps, {params} parameters, {args.steps} steps per stage, "
           f"{finetune_passes} GBF+ pass(es)")

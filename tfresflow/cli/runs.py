@@ -197,8 +197,9 @@ def begin(run, args):
 
     if run.resumed:
         return run
-    if run.work != run.out and os.path.isdir(run.work):
-        shutil.rmtree(run.work)  # a failed --overwrite attempt: never a good run
+    staging = os.path.join(run.out, STAGING)
+    if os.path.isdir(staging):
+        shutil.rmtree(staging)  # a failed --overwrite attempt: never a good run
     io.ensure_writable_dir(run.work, "--out")
     io.write_json(os.path.join(run.work, RUN_FILE),
                   {"command": args.command, "settings": settings(args)})
