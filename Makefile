@@ -20,7 +20,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/tfresflow train --data checkerboard --model resflow --n-steps 8 --hidden 128,128 \
-		--steps 4000 --lr 2e-3 --out $(DEMO_OUT)
+		--steps 4000 --lr 2e-3 --out $(DEMO_OUT) --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -10,6 +10,10 @@ import tensorflow as tf
 #: Stochastic-log-det models are evaluated with the exact log-det up to this event size.
 EXACT_EVAL_MAX_DIM = 2
 
+#: A test NLL worse than the fitted Gaussian's by more than this, per data dimension, is
+#: flagged by :func:`baseline_warnings`.
+BASELINE_MARGIN_NATS_PER_DIM = 1.0
+
 
 def use_exact_evaluation(model):
     """True for a stochastic-log-det model of event size <= :data:`EXACT_EVAL_MAX_DIM`."""
@@ -40,6 +44,25 @@ def gaussian_baseline_nll(train, test):
     maha = np.einsum("ni,ij,nj->n", diff, np.linalg.inv(cov), diff)
     d = train.shape[1]
     return float(np.mean(0.5 * (maha + logdet + d * np.log(2 * np.pi))))
+
+
+def baseline_warnings(test_nll, baseline_nll, event_size,
+                      margin_per_dim=BASELINE_MARGIN_NATS_PER_DIM):
+    """Warnings (a list of strings) for a test NLL far worse than the fitted Gaussian's.
+
+    A full-covariance Gaussian fitted by maximum likelihood (:func:`gaussian_baseline_nll`) is
+    the simplest density model of the data. A model whose test NLL exceeds it by more than
+    ``margin_per_dim * event_size`` nats per example gives the test data, in geometric mean,
+    ``exp(margin_per_dim)`` times less density per dimension than that Gaussian: its training
+    diverged or stopped far too early. Returns ``[]`` otherwise.
+    """
+    margin = float(margin_per_dim) * int(event_size)
+    gap = float(test_nll) - float(baseline_nll)
+    if gap <= margin:
+        return []
+    return [f"the test NLL {test_nll:.4g} nats is {gap:.4g} nats worse than a fitted Gaussian's "
+            f"({baseline_nll:.4f}; the alarm threshold is {margin:g} nats): training "
+            "diverged or stopped too early; try a smaller learning rate or more steps."]
 
 
 def nll_with_stderr(model, x, batch_size=1024, seed=0, exact=False):

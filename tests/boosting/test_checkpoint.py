@@ -31,3 +31,16 @@ def test_checkpoint_restores_and_resumes(tmp_path):
     assert len(resumed.fit(x, steps_per_component=20)) == 2  # only stage 1 ran
     with pytest.raises(ValueError, match="not a boosted-flow checkpoint"):
         make().load_checkpoint(str(tmp_path))
+
+
+def test_latest_checkpoint_is_the_highest_complete_stage(tmp_path):
+    from tfresflow.boosting.checkpoint import STATE_FILE, latest_checkpoint
+
+    assert latest_checkpoint(str(tmp_path / "missing")) is None
+    assert latest_checkpoint(str(tmp_path)) is None
+    for name, complete in [("stage_00", True), ("stage_02", True), ("stage_10", True),
+                           ("stage_11", False), ("stage_xx", True)]:
+        (tmp_path / name).mkdir()
+        if complete:
+            (tmp_path / name / STATE_FILE).write_text("{}")
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "stage_10")

@@ -6,7 +6,8 @@ A checkpoint is a directory written atomically (a reader never sees a partial on
     state.json               mixture weights, trained flags, stage history and settings
 
 so a long boosting run resumes exactly after its last completed stage
-(``BoostedFlowTrainer.fit`` skips the stages already in the restored history).
+(``BoostedFlowTrainer.fit`` skips the stages already in the restored history);
+:func:`latest_checkpoint` finds the newest ``stage_XX`` checkpoint that ``fit`` wrote.
 
 References:
   Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", NeurIPS, arXiv:2002.11896.
@@ -18,7 +19,7 @@ import numpy as np
 
 from tfresflow.io import atomic_path, ensure_writable_dir, write_json
 
-__all__ = ["trainer_state", "save_checkpoint", "load_checkpoint"]
+__all__ = ["trainer_state", "save_checkpoint", "load_checkpoint", "latest_checkpoint"]
 
 STATE_FILE = "state.json"
 
@@ -72,3 +73,19 @@ def load_checkpoint(trainer, path):
     trainer.trained = np.asarray(state["trained"], bool)
     trainer.history = list(state["history"])
     return trainer
+
+
+def latest_checkpoint(directory):
+    """The newest complete ``stage_XX`` checkpoint in ``directory`` (``None`` if there is none).
+
+    Stage checkpoints are written atomically, so every ``stage_XX`` with a ``state.json`` is
+    complete; the one with the highest stage number is the latest.
+    """
+    if not os.path.isdir(directory):
+        return None
+    stages = [name for name in os.listdir(directory)
+              if name.startswith("stage_") and name[6:].isdigit()
+              and os.path.isfile(os.path.join(directory, name, STATE_FILE))]
+    if not stages:
+        return None
+    return os.path.join(directory, max(stages, key=lambda name: int(name[6:])))

@@ -25,13 +25,17 @@ def build_parser():
 def main(argv=None):
     """Runs ``tfresflow`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code.
 
-    Bad input (a ValueError or FloatingPointError of the command) prints
-    ``tfresflow COMMAND: error: ...`` to stderr and returns 2.
+    Exit codes: 0 success; 2 bad input (a ValueError of the command: it prints
+    ``tfresflow COMMAND: error: ...`` to stderr); 3 numerical failure (a FloatingPointError:
+    training diverged - a non-finite loss - or the fitted model gives non-finite densities).
     """
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FloatingPointError) as err:
+    except FloatingPointError as err:
+        print(f"tfresflow {args.command}: error: {err}", file=sys.stderr)
+        return 3
+    except ValueError as err:
         print(f"tfresflow {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

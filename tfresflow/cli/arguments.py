@@ -80,3 +80,14 @@ def add_n_steps(parser, default, help_text):
                         default=default, metavar="N", action=RenamedOption,
                         old=["--flow-steps"],
                         help=f"{help_text} (`--flow-steps` is its deprecated old name)")
+
+
+def positive_float(text):
+    """A finite number > 0, e.g. ``--lr 1e-3``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value

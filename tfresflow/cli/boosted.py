@@ -22,8 +22,9 @@ import time
 
 import numpy as np
 
-from tfresflow.cli import report
-from tfresflow.cli.arguments import add_n_steps, int_list, nonnegative_int, positive_int
+from tfresflow.cli import report, runs
+from tfresflow.cli.arguments import (add_n_steps, int_list, nonnegative_int, positive_float,
+                                     positive_int)
 
 DEFAULT_COMPONENTS = 4
 DEFAULT_N_STEPS = 2
@@ -96,14 +97,17 @@ def _trainer(args, num, dim, n_steps, hidden, **options):
     return trainer, int(sum(c.count_params() for c in comps))
 
 
-def train_boosted(args, x_train, x_test, out_dir):
+def train_boosted(args, x_train, x_test, out_dir, run=None):
     """Trains a boosted coupling flow on ``x_train``; writes results to ``out_dir``.
 
     Reads ``args.components``, ``args.n_steps``, ``args.hidden``, ``args.steps`` (per
     stage), ``args.batch_size``, ``args.lr``, ``args.seed``, ``args.quiet``, ``args.data`` and
-    ``args.option`` (see the module docstring). Returns the metrics dict.
+    ``args.option`` (see the module docstring). With a :class:`tfresflow.cli.runs.Run`, the
+    run's settings are recorded when training starts and training resumes after the latest
+    stage checkpoint in ``out_dir/checkpoints``. Returns the metrics dict.
     """
     from tfresflow import evaluation, io, plotting
+    from tfresflow.boosting.checkpoint import latest_checkpoint
 
     io.ensure_writable_dir(out_dir, "--out")
     num, n_steps, hidden = _architecture(args)
@@ -112,6 +116,13 @@ def train_boosted(args, x_train, x_test, out_dir):
     finetune_steps = opts.pop("finetune_steps", None)
     dim = x_train.shape[1]
     trainer, params = _trainer(args, num, dim, n_steps, hidden, objective="density", **opts)
+    checkpoint_dir = os.path.join(out_dir, "checkpoints")
+    if run is not None:
+        runs.begin(run, args)
+        latest = latest_checkpoint(checkpoint_dir) if run.resumed else None
+        if latest:
+            trainer.load_checkpoint(latest)
+            print(f"resuming after {os.path.basename(latest)} (checkpoints in {checkpoint_dir})")
     print(f"training boosted flow on {getattr(args, 'data', 'data')}: {num} components x "
           f"{n_steps} coupling steps, {params} parameters, {args.steps} steps per stage, "
           f"{finetune_passes} GBF+ pass(es)")
@@ -123,8 +134,7 @@ def train_boosted(args, x_train, x_test, out_dir):
     start = time.time()
     history = trainer.fit(x_train, steps_per_component=args.steps,
                           finetune_steps=finetune_steps, finetune_passes=finetune_passes,
-                          validation_data=x_test, checkpoint_dir=os.path.join(out_dir,
-                                                                              "checkpoints"),
+                          validation_data=x_test, checkpoint_dir=checkpoint_dir,
                           on_stage_end=callback)
     train_seconds = time.time() - start
     mix = trainer.mixture()
@@ -144,6 +154,7 @@ def train_boosted(args, x_train, x_test, out_dir):
     }
     print(f"train NLL {train_nll:.4f} ± {train_se:.4f} nats | test NLL {test_nll:.4f} ± "
           f"{test_se:.4f} nats | weights {np.round(trainer.weights, 3).tolist()}")
+    runs.report_warnings(metrics, dim)
     figures = None
     if dim == 2:
         figures = report.Figures(
@@ -173,7 +184,7 @@ def add_match_command(subparsers):
                        help="GBF+ fine-tuning passes over all components")
     match.add_argument("--batch-size", type=positive_int, default=256,
                        help="samples per step")
-    match.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    match.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     match.add_argument("--regularization", type=float, default=1.0,
                        help="entropy weight lambda of the boosting objective (eq. 11)")
     match.add_argument("--floor", type=float, default=-10.0,
@@ -184,6 +195,8 @@ def add_match_command(subparsers):
     match.add_argument("--seed", type=int, default=0)
     match.add_argument("--out", default=None, help="output directory (default runs/match-ENERGY)")
     match.add_argument("--quiet", action="store_true", help="no progress bar")
+    match.add_argument("--overwrite", action="store_true",
+                       help="replace the previous run in --out (once this run completes)")
     return match
 
 
@@ -208,11 +221,12 @@ def run_match(args):
     floor = None if args.floor is None or np.isnan(args.floor) else args.floor
     target = data.log_density(args.energy, box=box)  # raises for an unknown name
     name = args.energy.upper()
-    out_dir = args.out or os.path.join("runs", f"match-{name}")
-    io.ensure_writable_dir(out_dir, "--out")
+    run = runs.prepare(args, os.path.join("runs", f"match-{name}"))
+    io.ensure_writable_dir(run.out, "--out")
     trainer, params = _trainer(args, args.components, 2, args.n_steps, args.hidden,
                                objective="matching", target_log_prob=target,
                                regularization=args.regularization, log_mixture_floor=floor)
+    out_dir = runs.begin(run, args).work
     log_z = data.log_normalizer(name, box=box) if box is not None or name == "U1" else None
     print(f"matching {name}: {args.components} components x {args.n_steps} coupling steps, "
           f"{params} parameters, {args.steps} steps per stage")
@@ -249,6 +263,7 @@ def run_match(args):
         samples_title=f"target (grid draws) vs boosted flow samples, {name}"))
     kl = f"KL(G||p) {metrics['reverse_kl']:.4f} nats" if log_z is not None else \
         f"E[log G - log p~] {final['kl_minus_log_z']:.4f}"
+    runs.finish(run)
     print(f"{name}: {kl}, ESS fraction {final['ess_fraction']:.3f}, weights "
-          f"{np.round(trainer.weights, 3).tolist()}; wrote {out_dir}/")
+          f"{np.round(trainer.weights, 3).tolist()}; wrote {run.out}/")
     return metrics

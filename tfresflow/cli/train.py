@@ -1,11 +1,14 @@
 """``tfresflow train | evaluate | sample``: fit a registered flow model, test it, draw from it.
 
 ``tfresflow train`` is the main job: data -> flow -> Keras ``fit`` -> evaluation -> figures ->
-saved model. Everything it writes goes to ``--out`` atomically (``metrics.json``,
-``density.png``, ``samples.png``, ``model.keras``, ``saved_model/``). ``--model boosted`` is
-handed to :func:`tfresflow.cli.boosted.train_boosted`. ``evaluate`` and ``sample`` take a run
-folder, a ``.keras`` file or a SavedModel (:mod:`tfresflow.cli.loading`); ``evaluate`` scores
-the test set of the run's recorded data, size and seed unless told otherwise.
+saved model. Everything it writes goes to ``--out`` atomically (``run.json``, ``checkpoints/``,
+``metrics.json``, ``density.png``, ``samples.png``, ``model.keras``, ``saved_model/``); the
+run-folder policy (``--resume``, ``--overwrite``) is :mod:`tfresflow.cli.runs`, the checkpointed
+training :func:`tfresflow.models.checkpointing.fit_resumable` (a non-finite loss exits with
+code 3). ``--model boosted`` is handed to :func:`tfresflow.cli.boosted.train_boosted`.
+``evaluate`` and ``sample`` take a run folder, a ``.keras`` file or a SavedModel
+(:mod:`tfresflow.cli.loading`); ``evaluate`` scores the test set of the run's recorded data,
+size and seed unless told otherwise.
 
 TensorFlow is imported when a command runs, not when this module is imported.
 """
@@ -14,25 +17,27 @@ import time
 
 import numpy as np
 
-from tfresflow.cli import loading, report
-from tfresflow.cli.arguments import add_n_steps, int_list, option, positive_int
+from tfresflow.cli import loading, report, runs
+from tfresflow.cli.arguments import add_n_steps, int_list, option, positive_float, positive_int
 from tfresflow.cli.boosted import train_boosted
 
 DEFAULT_DATA = "checkerboard"
 DEFAULT_MODEL = "coupling"
+DEFAULT_CHECKPOINT_EVERY = 500
 
 
 def add_commands(subparsers):
     """Adds ``train``, ``evaluate`` and ``sample`` to an argparse subparsers object."""
     train = subparsers.add_parser("train", help="train a flow and write metrics, figures, models")
     train.set_defaults(run=run_train)
+    runs.record_given_options(train)
     train.add_argument("--data", default=DEFAULT_DATA,
                        help="toy density name or a .npy file of shape [n, d] (default: "
                             f"{DEFAULT_DATA})")
     train.add_argument("--model", default=DEFAULT_MODEL, help=f"model (default: {DEFAULT_MODEL})")
     train.add_argument("--steps", type=positive_int, default=2000, help="optimiser steps")
     train.add_argument("--batch-size", type=positive_int, default=256)
-    train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    train.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (positive)")
     train.add_argument("--n-train", type=positive_int, default=20000)
     train.add_argument("--n-test", type=positive_int, default=5000)
     train.add_argument("--seed", type=int, default=0)
@@ -45,6 +50,14 @@ def add_commands(subparsers):
                        metavar="KEY=VALUE", help="extra model option (repeatable)")
     train.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--checkpoint-every", type=positive_int, default=DEFAULT_CHECKPOINT_EVERY,
+                       metavar="K", help="steps between training checkpoints in OUT/checkpoints "
+                       f"(default {DEFAULT_CHECKPOINT_EVERY}; one is also written at the end)")
+    train.add_argument("--resume", metavar="RUN_DIR", default=None,
+                       help="continue the unfinished run in RUN_DIR from its last checkpoint, "
+                            "with the settings recorded in RUN_DIR/run.json")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the previous run in --out (once this run completes)")
 
     model_help = "a run folder written by `train`, a .keras file or a SavedModel directory"
     evaluate = subparsers.add_parser("evaluate", help="test NLL of a trained model")
@@ -93,15 +106,18 @@ def run_train(args):
                          f"{sorted(MODEL_BUILDERS)}.")
     if args.components is not None and args.model != "boosted":
         raise ValueError(f"--components applies to --model boosted only, not {args.model!r}.")
-    out = args.out or os.path.join("runs", f"{args.model}-{os.path.basename(args.data)}")
+    run = runs.prepare(args, os.path.join("runs", f"{args.model}-{os.path.basename(args.data)}"))
     x_train, x_test = load_data(args.data, args.n_train, args.n_test, args.seed)
-    io.ensure_writable_dir(out, "--out")
+    io.ensure_writable_dir(run.out, "--out")
     if args.model == "boosted":
-        return train_boosted(args, x_train, x_test, out)
-    model, history, train_seconds = _fit(args, x_train)
+        metrics = train_boosted(args, x_train, x_test, run.work, run=run)
+        runs.finish(run)
+        return metrics
+    model, history, train_seconds, start = _fit(args, x_train, run)
     metrics, exact = _evaluate_fit(args, model, x_train, x_test)
-    metrics.update(final_training_loss=float(history.history["loss"][-1]),
-                   train_seconds=train_seconds)
+    metrics.update(final_training_loss=float(history.history["loss"][-1]) if history else None,
+                   train_seconds=train_seconds, resumed_from_step=start)
+    runs.report_warnings(metrics, x_train.shape[1])
     figures = None
     if x_train.shape[1] == 2:
         figures = report.Figures(
@@ -109,34 +125,45 @@ def run_train(args):
                                 model.log_prob(p, seed=[args.seed, 7])).numpy(),
             sample=lambda n: model.sample(n, seed=args.seed).numpy(), reference=x_test,
             title=f"{args.model} on {args.data}", resolution=150)
-    written = report.report_fit(out, metrics, figures=figures, model=model)
-    print(f"wrote {out}/" + ", ".join(written))
+    written = report.report_fit(run.work, metrics, figures=figures, model=model)
+    runs.finish(run)
+    print(f"wrote {run.out}/" + ", ".join(written))
     return metrics
 
 
-def _fit(args, x_train):
-    """Builds ``args.model`` for ``x_train`` and fits it; returns (model, history, seconds)."""
+def _fit(args, x_train, run):
+    """Builds ``args.model`` for ``x_train`` and fits it with checkpoints in ``run``.
+
+    Returns ``(model, history, seconds, step resumed from)``; raises
+    :class:`~tfresflow.models.checkpointing.TrainingDiverged` on a non-finite loss.
+    """
     import keras
-    import tensorflow as tf
 
     from tfresflow.models import build_model
+    from tfresflow.models.checkpointing import TrainingDiverged, fit_resumable, latest_step
+    from tfresflow.optimizers import FusedAdam
 
     keras.utils.set_random_seed(args.seed)
     try:
         model = build_model(args.model, x_train.shape[1], **_model_options(args))
     except TypeError as err:
         raise ValueError(f"Bad option for --model {args.model}: {err}") from None
-    model.compile(optimizer=keras.optimizers.Adam(args.lr))
-    ds = (tf.data.Dataset.from_tensor_slices(x_train)
-          .shuffle(min(len(x_train), 10000), seed=args.seed).repeat()
-          .batch(args.batch_size, drop_remainder=len(x_train) >= args.batch_size)
-          .prefetch(tf.data.AUTOTUNE))
+    model.compile(optimizer=FusedAdam(args.lr))  # Keras' Adam, one fused op per variable
+    runs.begin(run, args)
     print(f"training {args.model} on {args.data}: {model.count_params()} parameters, "
           f"{args.steps} steps, batch {args.batch_size}")
+    if run.resumed:
+        print(f"resuming from step {latest_step(run.checkpoints) or 0} (checkpoints in "
+              f"{run.checkpoints})")
     start = time.time()
-    history = model.fit(ds, epochs=1, steps_per_epoch=args.steps, shuffle=False,
-                        verbose=0 if args.quiet else 1)
-    return model, history, time.time() - start
+    try:
+        history, resumed_at = fit_resumable(model, x_train, args.steps, args.batch_size,
+                                            args.seed, run.checkpoints, args.checkpoint_every,
+                                            verbose=0 if args.quiet else 1)
+    except TrainingDiverged as err:
+        raise err.with_hint(f"Try a smaller --lr than {args.lr:g} (e.g. --lr {args.lr / 10:g}) "
+                            "in a new run (--overwrite replaces this one).") from None
+    return model, history, time.time() - start, resumed_at
 
 
 def _evaluate_fit(args, model, x_train, x_test):

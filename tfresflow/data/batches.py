@@ -1,0 +1,66 @@
+"""Training batches as a pure function of the step: resuming needs no iterator state.
+
+The batch of optimiser step ``s`` (0-based) holds the rows at positions ``s*b, ..., s*b + b - 1``
+of the endless sequence ``perm_0, perm_1, ...``, where ``perm_e`` is a uniform random
+permutation of the ``n`` examples drawn afresh for epoch ``e`` (``b = min(batch_size, n)``).
+Position ``p`` is example ``perm_{p // n}[p mod n]``, computed without materialising the
+permutation by ``tf.random.experimental.index_shuffle`` (a stateless bijection of
+``{0, ..., n-1}`` per seed) with the seed of epoch ``e`` = ``stateless_fold_in(seed, e)``.
+
+So every epoch is a full reshuffle (not a finite shuffle buffer), the same ``(x, batch_size,
+seed)`` always gives the same batches, and :func:`step_batches` started at step ``s`` yields
+exactly what an uninterrupted pipeline yields from step ``s`` on: a resumed run sees the data
+an uninterrupted one would, at no cost (no skipping through the first ``s`` batches).
+"""
+import tensorflow as tf
+
+from tfresflow import random as trf_random
+from tfresflow.validation import check_positive_int
+
+__all__ = ["step_batches"]
+
+
+def _batch_fn(x, batch_size, seed):
+    """``step -> x[rows of step]``: the batch of one (int64) step."""
+    n = int(x.shape[0])
+    b = min(batch_size, n)
+    seed = trf_random.fold_in_tag(seed, "data/batches")
+
+    def epoch_seed(epoch):
+        return tf.random.experimental.stateless_fold_in(seed, epoch)
+
+    def batch(step):
+        positions = step * b + tf.range(b, dtype=tf.int64)
+        epochs = positions // n
+        first = positions[0] // n  # b <= n: a batch spans at most two epochs
+        index = positions % n
+        rows = tf.where(epochs == first,
+                        tf.random.experimental.index_shuffle(index, epoch_seed(first), n - 1),
+                        tf.random.experimental.index_shuffle(index, epoch_seed(first + 1),
+                                                             n - 1))
+        return tf.gather(x, rows)
+
+    return batch
+
+
+def step_batches(x, batch_size, seed, start_step=0, stop_step=None):
+    """A ``tf.data.Dataset`` of the batches of steps ``start_step, ..., stop_step - 1``.
+
+    Args:
+      x: training examples, array ``[n, *event_shape]`` (kept as one constant).
+      batch_size: examples per batch (``min(batch_size, n)`` when ``n`` is smaller).
+      seed: integer seed of the shuffling (see the module docstring).
+      start_step: the first step (0-based), e.g. the step a resumed run restarts at.
+      stop_step: one past the last step; ``None``: endless.
+    """
+    batch_size = check_positive_int(batch_size, "batch_size")
+    start_step = check_positive_int(start_step, "start_step", minimum=0)
+    x = tf.constant(x)
+    if x.shape.rank is None or x.shape[0] == 0:
+        raise ValueError("`x` must hold at least one example.")
+    stop = tf.int64.max if stop_step is None else check_positive_int(stop_step, "stop_step",
+                                                                      minimum=0)
+    return (tf.data.Dataset.range(start_step, stop)
+            .map(_batch_fn(x, batch_size, seed), num_parallel_calls=tf.data.AUTOTUNE,
+                 deterministic=True)
+            .prefetch(tf.data.AUTOTUNE))
