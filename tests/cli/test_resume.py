@@ -106,9 +106,9 @@ def test_boosted_resumes_after_its_last_stage(tmp_path):
     assert _train(*argv, "--out", str(whole)) == 0
     cut = tmp_path / "cut"    # as if killed during stage 1: only stage 0's checkpoint is there
     shutil.copytree(whole, cut)
-    for name in os.listdir(cut):
+    for name in os.listdir(cut):       # results (files, and the saved_model/ directory)
         if name not in ("run.json", "checkpoints"):
-            os.remove(cut / name)
+            (shutil.rmtree if (cut / name).is_dir() else os.remove)(cut / name)
     shutil.rmtree(cut / "checkpoints" / "stage_01")
     assert cli.main(["train", "--resume", str(cut)]) == 0
     a, b = _metrics(whole), _metrics(cut)
