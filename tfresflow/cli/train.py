@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from tfresflow.cli import report
-from tfresflow.cli.arguments import add_n_steps, int_list, option, positive_int
+from tfresflow.cli.arguments import add_n_steps, int_list, option, output_file, positive_int
 from tfresflow.cli.boosted import train_boosted
 
 DEFAULT_DATA = "checkerboard"
@@ -57,13 +57,15 @@ def add_commands(subparsers):
     sample.add_argument("model_path")
     sample.add_argument("--n", type=positive_int, default=1000)
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--out", required=True, help=".npy file to write")
+    sample.add_argument("--out", required=True, type=output_file,
+                        help=".npy file to write (its folder must exist)")
 
 
-def load_data(spec, n_train, n_test, seed):
-    """Train/test arrays from a toy density name or a ``.npy`` file (split 80/20)."""
+def load_data(spec, n_train, n_test, seed, event_shape=None):
+    """Train/test arrays from a toy density name or a ``.npy`` file (split 80/20), checked
+    against a model's ``event_shape`` when given."""
     from tfresflow.data.split import train_test_data
-    return train_test_data(spec, n_train, n_test, seed, name="--data")
+    return train_test_data(spec, n_train, n_test, seed, name="--data", event_shape=event_shape)
 
 
 def _model_options(args):
@@ -93,8 +95,7 @@ def run_train(args):
         return train_boosted(args, x_train, x_test, out)
     model, history, train_seconds = _fit(args, x_train)
     metrics, exact = _evaluate_fit(args, model, x_train, x_test)
-    metrics.update(final_training_loss=float(history.history["loss"][-1]),
-                   train_seconds=train_seconds)
+    metrics.update(train_seconds=train_seconds)
     figures = None
     if x_train.shape[1] == 2:
         figures = report.Figures(
@@ -112,6 +113,7 @@ def _fit(args, x_train):
     import keras
     import tensorflow as tf
 
+    from tfresflow.cli import progress
     from tfresflow.models import build_model
 
     keras.utils.set_random_seed(args.seed)
@@ -127,8 +129,8 @@ def _fit(args, x_train):
     print(f"training {args.model} on {args.data}: {model.count_params()} parameters, "
           f"{args.steps} steps, batch {args.batch_size}")
     start = time.time()
-    history = model.fit(ds, epochs=1, steps_per_epoch=args.steps, shuffle=False,
-                        verbose=0 if args.quiet else 1)
+    history = model.fit(ds, epochs=1, steps_per_epoch=args.steps, shuffle=False, verbose=0,
+                        callbacks=progress.callbacks(quiet=args.quiet))
     return model, history, time.time() - start
 
 
@@ -148,8 +150,6 @@ def _evaluate_fit(args, model, x_train, x_test):
         "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
         "parameters": int(model.count_params()),
         "nll_method": evaluation.nll_method(model, exact), **nlls,
-        "final_training_loss_excludes_log_det_w": any(
-            getattr(b, "training_log_det_is_partial", False) for b in model.steps),
         "stochastic_log_det": bool(model.has_stochastic_log_det),
     }
     print(f"train NLL {nlls['train_nll']:.4f} ± {nlls['train_nll_stderr']:.4f} nats | test NLL "
@@ -165,9 +165,11 @@ def _evaluate_fit(args, model, x_train, x_test):
 def _load_model(path):
     import keras
 
+    from tfresflow import io
+
     if not os.path.exists(path):
         raise ValueError(f"Model file {path!r} does not exist.")
-    return keras.saving.load_model(path)
+    return keras.saving.load_model(io.check_input_file(path, "model_path", "keras"))
 
 
 def run_evaluate(args):
@@ -175,7 +177,8 @@ def run_evaluate(args):
     from tfresflow import evaluation
 
     model = _load_model(args.model_path)
-    x_test = load_data(args.data, 1, args.n, args.seed)[1]
+    x_test = load_data(args.data, 1, args.n, args.seed,
+                       event_shape=getattr(model, "event_shape", None))[1]
     exact = evaluation.use_exact_evaluation(model)
     nll, se = evaluation.nll_with_stderr(model, x_test, seed=args.seed + 1, exact=exact)
     method = evaluation.nll_method(model, exact, detail=False)
