@@ -13,7 +13,7 @@ tracing the training step, by the number of steps ("14 hours").
       m_t = (1 - b) * sum_{k <= t} b^(t - k) l_k / (1 - b^t),      b = 1 - 1 / window,
 
   i.e. a bias-corrected mean in which step ``t - k`` has weight ``b^k``: about the last
-  ``window`` (default 50) steps. ``l_k`` is the mean loss of step ``k``'s batch (the loss
+  ``window`` steps (default: 5% of the run, at least 10 and at most 100 steps). ``l_k`` is the mean loss of step ``k``'s batch (the loss
   ``fit`` minimises: the NLL in nats plus any regularisation losses). To read ``l_k`` exactly,
   the callback resets the model's ``loss`` metric (a Keras ``Mean``) before every step, so the
   ``loss`` that ``fit`` logs, also in its ``History``, is the last step's batch loss, not the
@@ -26,19 +26,24 @@ reports (``train_nll``).
 """
 import keras
 
+from tfresflow.validation import check_positive_int
+
 
 class RecentLossProgress(keras.callbacks.Callback):
     """A ``keras.utils.Progbar`` of ``fit``'s steps showing the recent loss (module docstring).
 
+    What the training loss leaves out (``FlowModel.training_loss_notes``, e.g. the
+    ``log|det W|`` of relative-gradient steps) is printed before the first step.
+
     Args:
-      window: the EMA's horizon in steps (``b = 1 - 1 / window``); ``1`` shows each step's loss.
+      window: the EMA's horizon in steps (``b = 1 - 1 / window``); ``1`` shows each step's loss;
+        ``None``: :func:`default_window` of the number of steps.
     """
 
-    def __init__(self, window=50):
+    def __init__(self, window=None):
         super().__init__()
-        if window < 1:
-            raise ValueError(f"`window` must be at least 1, got {window!r}.")
-        self.decay = 1.0 - 1.0 / window
+        self.window = None if window is None else check_positive_int(window, "window")
+        self.decay = None
         self.bar = None
         self.step = 0
         self.ema = 0.0
@@ -47,7 +52,11 @@ class RecentLossProgress(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.bar, self.step, self.ema, self.weight = None, 0, 0.0, 0.0
+        window = self.window or default_window(self.params.get("steps"))
+        self.decay = 1.0 - 1.0 / window
         self._loss_metric = next((m for m in self.model.metrics if m.name == "loss"), None)
+        for note in getattr(self.model, "training_loss_notes", ()):
+            print(note, flush=True)
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._loss_metric is not None:
@@ -75,7 +84,12 @@ class RecentLossProgress(keras.callbacks.Callback):
         return self.ema / self.weight if self.weight else float("nan")
 
 
-def callbacks(quiet=False, window=50):
+def default_window(steps):
+    """The EMA horizon for a run of ``steps`` steps: 5% of them, clipped to [10, 100]."""
+    return min(100, max(10, (steps or 0) // 20))
+
+
+def callbacks(quiet=False, window=None):
     """The progress callbacks of a CLI fit: ``[]`` when ``quiet``, else the recent-loss bar.
 
     Pass them with ``verbose=0`` (Keras' own bar off).
