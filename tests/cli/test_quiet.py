@@ -146,3 +146,44 @@ def test_metrics_report_the_train_nll_measured_on_training_data(tmp_path, capsys
     x_train = sample("moons", 300, seed=0)[:100]
     nll = -float(np.mean(model.exact_log_prob(tf.constant(x_train)).numpy()))
     assert abs(metrics["train_nll"] - nll) < 1e-4
+
+
+def _python(code, **env):
+    import subprocess
+    import sys
+
+    from tests.cli.cli_process import cli_env
+
+    return subprocess.run([sys.executable, "-c", code], env=cli_env(**env), capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_package_root_loads_its_subpackages_on_first_use():
+    done = _python("""
+import sys
+import tfresflow as trf
+heavy = lambda: sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras"})
+assert heavy() == [], heavy()
+assert trf.__version__ and "bijectors" in dir(trf)
+block = trf.bijectors.ResidualBlock          # the first use loads every subpackage
+assert heavy() == ["keras", "tensorflow"], heavy()
+assert trf.activations is sys.modules["tfresflow.lipschitz.activations"]
+assert trf.models.FlowModel and trf.nets and trf.validation.check_samples
+print("ok")
+""")
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_saved_model_loads_after_importing_tfresflow(tmp_path):
+    """``import keras`` then ``import tfresflow`` (the usual order) registers every class (as
+    does ``import tfresflow.models``, which imports them)."""
+    path = tmp_path / "m.keras"
+    _tiny_model().save(path)
+    done = _python(f"import keras\nimport tfresflow\nm = keras.saving.load_model({str(path)!r})"
+                   "\nprint(m.sample(3, seed=[1, 2]).shape)")
+    assert done.returncode == 0 and done.stdout.strip() == "(3, 2)", done.stderr
+
+
+def test_another_keras_backend_is_refused():
+    done = _python("import tfresflow", KERAS_BACKEND="jax")
+    assert done.returncode != 0 and "needs the TensorFlow Keras backend" in done.stderr
