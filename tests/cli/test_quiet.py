@@ -183,3 +183,16 @@ print(model.sample(3, seed=[1, 2]).shape)
 def test_another_keras_backend_is_refused():
     done = _python("import tfresflow", KERAS_BACKEND="jax")
     assert done.returncode != 0 and "needs the TensorFlow Keras backend" in done.stderr
+
+
+def test_progress_counts_steps_over_epochs_and_a_resumed_fit(capsys):
+    x = np.zeros((8, 2), np.float32)
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(2).repeat()
+    model = _tiny_model()
+    progress = RecentLossProgress(window=2)
+    model.fit(ds, epochs=3, steps_per_epoch=4, verbose=0, shuffle=False, callbacks=[progress])
+    assert progress.step == 12 and progress.bar.target == 12
+    model.fit(ds, initial_epoch=1, epochs=3, steps_per_epoch=4, verbose=0, shuffle=False,
+              callbacks=[progress])
+    assert progress.step == 8 and progress.bar.target == 8
+    assert "resuming at step 5 of 12" in capsys.readouterr().out
