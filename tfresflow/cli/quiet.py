@@ -7,7 +7,9 @@ of a CPU-only machine logs the error line ``E0000 ... failed call to cuInit``; a
 the ``tensorflow`` Python logger warns about ``tf.function`` retracing.
 :func:`tensorflow_logs` hides all three for the duration of a command:
 
-* ``TF_CPP_MIN_LOG_LEVEL=2`` (unless the user set it): C++ info and warning messages off;
+* ``TF_CPP_MIN_LOG_LEVEL=3`` (unless the user set it): C++ info, warning and error messages
+  off (an op's error that matters reaches Python as an exception with its message; the error
+  lines logged beside it, e.g. ``Eigen::BDCSVD failed`` of a diverged fit, are noise);
 * ``import tensorflow`` and the first device query run with the process's stderr (file
   descriptor 2) sent to a temporary file, which is replayed on stderr if the import fails, so
   a broken installation still explains itself;
@@ -62,7 +64,7 @@ def tensorflow_logs(verbose=False):
         yield
         return
     env_before = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         tf = sys.modules.get("tensorflow") or _import_tensorflow_quietly()
         from absl import logging as absl_logging
