@@ -62,8 +62,8 @@ def _load_all():
     global _loaded
     if _loaded:
         return
+    _check_keras_backend()   # raises again on every access while the backend is wrong
     _loaded = True
-    _check_keras_backend()
     for name in SUBPACKAGES:
         __getattr__(name)
 
