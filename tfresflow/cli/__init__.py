@@ -5,20 +5,28 @@ saved model (:mod:`tfresflow.cli.train`; ``--model boosted`` and ``match`` are i
 :mod:`tfresflow.cli.boosted`). Everything a command writes goes to ``--out`` atomically.
 
 Arguments are parsed before TensorFlow is imported: the command modules import it only when a
-command runs.
+command runs, so ``tfresflow --help``, ``--version`` and every argument error answer at once.
+While a command runs, TensorFlow's start-up banner and log messages are hidden
+(:mod:`tfresflow.cli.quiet`); ``--verbose`` shows them.
 """
 import argparse
 import sys
 
-from tfresflow.cli import boosted, train
+from tfresflow import __version__
+from tfresflow.cli import boosted, quiet, train
 
 
 def build_parser():
     """The ``tfresflow`` argument parser; each sub-command stores its function as ``run``."""
     parser = argparse.ArgumentParser(prog="tfresflow", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     train.add_commands(sub)
     boosted.add_match_command(sub)
+    for command in sub.choices.values():
+        command.add_argument("--verbose", action="store_true",
+                             help="show TensorFlow's start-up banner and log messages "
+                                  "(hidden by default)")
     return parser
 
 
@@ -31,7 +39,9 @@ def main(argv=None):
     """
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        with quiet.tensorflow_logs(verbose=args.verbose):
+            import tfresflow.models  # noqa: F401  (registers every Keras class for loading)
+            args.run(args)
     except FloatingPointError as err:
         print(f"tfresflow {args.command}: error: {err}", file=sys.stderr)
         return 3

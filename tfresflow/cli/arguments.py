@@ -8,6 +8,7 @@ import argparse
 import ast
 import sys
 
+from tfresflow.io import check_output_file
 from tfresflow.validation import check_positive_int
 
 
@@ -38,6 +39,16 @@ def int_list(text):
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
+
+
+def output_file(text):
+    """A file path that can be written: its folder exists and is writable, and it is not a
+    directory (checked at parse time, before any work; see
+    :func:`tfresflow.io.check_output_file`)."""
+    try:
+        return check_output_file(text, "--out")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def option(text):

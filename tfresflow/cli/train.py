@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 from tfresflow.cli import loading, report, runs
-from tfresflow.cli.arguments import add_n_steps, int_list, option, positive_float, positive_int
+from tfresflow.cli.arguments import (add_n_steps, int_list, option, output_file, positive_float,
+                                     positive_int)
 from tfresflow.cli.boosted import train_boosted
 
 DEFAULT_DATA = "checkerboard"
@@ -77,13 +78,15 @@ def add_commands(subparsers):
     sample.add_argument("model_path", help=model_help)
     sample.add_argument("--n", type=positive_int, default=1000)
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--out", required=True, help=".npy file to write")
+    sample.add_argument("--out", required=True, type=output_file,
+                        help=".npy file to write (its folder must exist)")
 
 
-def load_data(spec, n_train, n_test, seed):
-    """Train/test arrays from a toy density name or a ``.npy`` file (split 80/20)."""
+def load_data(spec, n_train, n_test, seed, event_shape=None):
+    """Train/test arrays from a toy density name or a ``.npy`` file (split 80/20), checked
+    against a model's ``event_shape`` when given."""
     from tfresflow.data.split import train_test_data
-    return train_test_data(spec, n_train, n_test, seed, name="--data")
+    return train_test_data(spec, n_train, n_test, seed, name="--data", event_shape=event_shape)
 
 
 def _model_options(args):
@@ -115,8 +118,7 @@ def run_train(args):
         return metrics
     model, history, train_seconds, start = _fit(args, x_train, run)
     metrics, exact = _evaluate_fit(args, model, x_train, x_test)
-    metrics.update(final_training_loss=float(history.history["loss"][-1]) if history else None,
-                   train_seconds=train_seconds, resumed_from_step=start)
+    metrics.update(train_seconds=train_seconds, resumed_from_step=start)
     runs.report_warnings(metrics, x_train.shape[1])
     figures = None
     if x_train.shape[1] == 2:
@@ -139,6 +141,7 @@ def _fit(args, x_train, run):
     """
     import keras
 
+    from tfresflow.cli import progress
     from tfresflow.models import build_model
     from tfresflow.models.checkpointing import TrainingDiverged, fit_resumable, latest_step
     from tfresflow.optimizers import FusedAdam
@@ -159,7 +162,8 @@ def _fit(args, x_train, run):
     try:
         history, resumed_at = fit_resumable(model, x_train, args.steps, args.batch_size,
                                             args.seed, run.checkpoints, args.checkpoint_every,
-                                            verbose=0 if args.quiet else 1)
+                                            callbacks=progress.callbacks(quiet=args.quiet),
+                                            verbose=0)
     except TrainingDiverged as err:
         raise err.with_hint(f"Try a smaller --lr than {args.lr:g} (e.g. --lr {args.lr / 10:g}) "
                             "in a new run (--overwrite replaces this one).") from None
@@ -183,8 +187,6 @@ def _evaluate_fit(args, model, x_train, x_test):
         "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
         "parameters": int(model.count_params()),
         "nll_method": evaluation.nll_method(model, exact), **nlls,
-        "final_training_loss_excludes_log_det_w": any(
-            getattr(b, "training_log_det_is_partial", False) for b in model.steps),
         "stochastic_log_det": bool(model.has_stochastic_log_det),
     }
     print(f"train NLL {nlls['train_nll']:.4f} ± {nlls['train_nll_stderr']:.4f} nats | test NLL "
@@ -207,8 +209,8 @@ def run_evaluate(args):
 
     data, n, seed, note = loading.evaluation_split(args.model_path, args.data, args.n,
                                                    args.seed)
-    x_test = load_data(data, 1, n, seed)[1]
     model = loading.load_model(args.model_path)
+    x_test = load_data(data, 1, n, seed, event_shape=getattr(model, "event_shape", None))[1]
     exact = evaluation.use_exact_evaluation(model)
     nll, se = evaluation.nll_with_stderr(model, x_test, seed=seed + 1, exact=exact)
     method = evaluation.nll_method(model, exact, detail=False)

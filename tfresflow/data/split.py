@@ -7,11 +7,10 @@
 * The same ``seed`` always gives the same split, so ``evaluate --seed S`` sees the test set of
   the ``train --seed S`` run.
 """
-import os
-
 import numpy as np
 
 from tfresflow.data.toy import sample
+from tfresflow.io import check_input_file
 from tfresflow.validation import check_number, check_samples
 
 #: Fraction of an array's examples (rounded down, at least one) held out as the test set.
@@ -22,12 +21,24 @@ def load_array(path, name="data"):
     """Loads a ``.npy`` file of shape ``[n, d]`` as a finite float32 array.
 
     Raises:
-      ValueError: naming ``name`` when the file does not exist, is not two-dimensional, is
-        empty or holds non-finite values.
+      ValueError: naming ``name`` when the file does not exist, is not a ``.npy`` file (or a
+        truncated one), holds Python objects, is not two-dimensional, is empty or holds
+        non-finite values.
     """
-    if not os.path.isfile(path):
-        raise ValueError(f"`{name}` file {path!r} does not exist.")
-    arr = np.load(path)
+    check_input_file(path, name, "npy")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        if "allow_pickle" in str(err):   # NumPy's wording for an array of Python objects
+            raise ValueError(f"`{name}` file {path!r} holds Python objects (dtype object), "
+                             "not numbers; save a numeric array.") from None
+        raise ValueError(f"`{name}` file {path!r} is a damaged or truncated .npy file "
+                         f"({err}).") from None
+    except (EOFError, OSError) as err:
+        raise ValueError(f"`{name}` file {path!r} is a damaged or truncated .npy file "
+                         f"({err}).") from None
+    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
+        raise ValueError(f"`{name}` file {path!r} must hold numbers, got dtype {arr.dtype}.")
     if arr.ndim != 2:
         raise ValueError(f"`{name}` must hold an array of shape [n, d] (examples x features), "
                          f"got shape {list(arr.shape)} in {path!r}.")
@@ -55,13 +66,29 @@ def random_split(x, seed=0, test_fraction=TEST_FRACTION, name="data"):
     return x[n_test:], x[:n_test]
 
 
-def train_test_data(spec, n_train, n_test, seed=0, name="data"):
+def train_test_data(spec, n_train, n_test, seed=0, name="data", event_shape=None):
     """``(train, test)`` float32 arrays from a toy density name or a ``.npy`` file path.
 
+    ``event_shape``: when given (the shape of one example of the model that will use the
+    data, e.g. ``[2]``), both arrays are checked to have shape ``[n, *event_shape]``.
+
     Raises:
-      ValueError: naming ``name`` for an unknown toy density, a missing or malformed file, or
-        too few examples to split.
+      ValueError: naming ``name`` for an unknown toy density, a missing or malformed file, too
+        few examples to split, or examples not of ``event_shape``.
     """
+    def checked(x):
+        return x if event_shape is None else _of_event_shape(x, event_shape, name)
+
     if spec.endswith(".npy"):
-        return random_split(load_array(spec, name), seed, name=name)
-    return sample(spec, n_train, seed=seed), sample(spec, n_test, seed=seed + 1)
+        return random_split(checked(load_array(spec, name)), seed, name=name)
+    return (checked(sample(spec, n_train, seed=seed)),
+            checked(sample(spec, n_test, seed=seed + 1)))
+
+
+def _of_event_shape(x, event_shape, name):
+    """``x`` checked against a model's event shape, the error saying whose shape it is."""
+    try:
+        return check_samples(x, event_shape, name=name)
+    except ValueError as err:
+        raise ValueError(f"{err} The model was trained on examples of shape "
+                         f"{list(event_shape)}.") from None

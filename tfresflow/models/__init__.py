@@ -1,5 +1,6 @@
 """Keras 3 models built on tfresflow bijectors."""
-from tfresflow.models.flow_model import FlowModel  # noqa: F401
+from tfresflow.models.flow_model import (FlowModel, NonFiniteLossError,  # noqa: F401
+                                         StopOnNonFiniteLoss)
 from tfresflow.models.builders import MODEL_BUILDERS, build_model, register_model  # noqa: F401
 from tfresflow.models.residual import densenet_flow, residual_flow  # noqa: F401
 from tfresflow.models.image import (densenet_flow_image, multiscale_flow,  # noqa: F401

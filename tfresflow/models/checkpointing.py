@@ -19,7 +19,8 @@ its backup when ``fit`` ends.
 
 :func:`fit_resumable` restores the latest checkpoint of a directory (if any), runs Keras
 ``fit`` over the remaining steps with :class:`CheckpointEvery` (a save every ``every`` steps
-and at the end) and :class:`StopOnNonFiniteLoss` (Keras' ``TerminateOnNaN``, recording the
+and at the end) and :class:`RecordNonFiniteLoss` (named apart from ``FlowModel.fit``'s raising
+``StopOnNonFiniteLoss``: it stops without raising, so the checkpoints stay consistent; Keras' ``TerminateOnNaN``, recording the
 step), and raises :class:`TrainingDiverged` naming the step when the loss became non-finite;
 the checkpoints saved before it are kept, none is written after it. A run resumed at step ``s``
 takes exactly the optimiser steps an uninterrupted run takes from ``s`` on (same batches, same
@@ -33,7 +34,7 @@ from tfresflow.data.batches import step_batches
 from tfresflow.lipschitz import LipschitzUpdate, find_lipschitz_layers
 from tfresflow.validation import check_positive_int
 
-__all__ = ["TrainingCheckpoint", "CheckpointEvery", "StopOnNonFiniteLoss", "TrainingDiverged",
+__all__ = ["TrainingCheckpoint", "CheckpointEvery", "RecordNonFiniteLoss", "TrainingDiverged",
            "fit_resumable", "latest_step"]
 
 #: Checkpoints kept by :class:`TrainingCheckpoint` (>= 2: one survives a kill mid-save).
@@ -133,7 +134,7 @@ class TrainingCheckpoint:
         return self.manager.save(checkpoint_number=self.step)
 
 
-class StopOnNonFiniteLoss(keras.callbacks.TerminateOnNaN):
+class RecordNonFiniteLoss(keras.callbacks.TerminateOnNaN):
     """Keras' ``TerminateOnNaN`` that records the step and loss that stopped training.
 
     Stops ``fit`` after the first batch whose ``loss`` is NaN or infinite, as
@@ -163,7 +164,7 @@ class StopOnNonFiniteLoss(keras.callbacks.TerminateOnNaN):
 class CheckpointEvery(keras.callbacks.Callback):
     """Saves a :class:`TrainingCheckpoint` every ``every`` optimiser steps and when ``fit`` ends.
 
-    Nothing is saved once ``guard`` (a :class:`StopOnNonFiniteLoss`) has seen a non-finite
+    Nothing is saved once ``guard`` (a :class:`RecordNonFiniteLoss`) has seen a non-finite
     loss, so the last checkpoint is the last good state.
     """
 
@@ -218,7 +219,7 @@ def fit_resumable(model, x, steps, batch_size, seed, directory, every, callbacks
                          f"{steps}.")
     if start == steps:
         return None, start
-    guard = StopOnNonFiniteLoss(start)
+    guard = RecordNonFiniteLoss(start)
     callbacks = [guard, CheckpointEvery(state, every, guard), *callbacks]
     if start and find_lipschitz_layers(getattr(model, "flow_layers", model)):
         # The restored power-iteration state is already the one after step ``start``'s

@@ -22,6 +22,12 @@ non-convergence surfaces as the same :class:`tfresflow.solvers.NonConvergenceErr
 ``compile(run_eagerly=True)`` (or ``tf.config.run_functions_eagerly(True)``) runs them eagerly,
 for debugging.
 
+Divergence: ``fit`` stops at the first step whose training loss is NaN or infinite (a batch
+holding NaN/inf, e.g. from a ``tf.data.Dataset``, which ``fit`` cannot check beforehand as it
+does numpy input, or a diverging optimisation) and raises :class:`NonFiniteLossError` naming the
+step: Keras' ``TerminateOnNaN(raise_error=True)`` with this package's error
+(:class:`StopOnNonFiniteLoss`). The weights are then those after the failed step.
+
 Randomness: stochastic log-dets and sampling draw stateless noise from a seed. Passing
 ``seed=`` makes a call reproducible; without it a per-model ``keras.random.SeedGenerator``
 supplies a fresh seed. Inside a ``tf.distribute`` strategy the replica id is folded into the
@@ -47,10 +53,61 @@ from tfresflow.bijectors.serialization import deserialize_bijector, serialize_bi
 from tfresflow.distributions.base import make_base_distribution
 from tfresflow.lipschitz import LipschitzUpdate, find_lipschitz_layers
 from tfresflow.solvers import as_nonconvergence_error
-from tfresflow.validation import check_event_shape, check_samples
+from tfresflow.validation import check_event_shape, check_positive_int, check_samples
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
+
+
+def _sample_count(n):
+    """``n`` as an int32 tensor, checked to be an integer >= 0 when its value is known now."""
+    value = tf.get_static_value(n) if tf.is_tensor(n) else n
+    if value is None:   # a symbolic tensor: TensorFlow checks it when the graph runs
+        return tf.convert_to_tensor(n, tf.int32)
+    if isinstance(value, np.ndarray):
+        value = value.item() if value.ndim == 0 else value.tolist()
+    return tf.constant(check_positive_int(value, "n", minimum=0), tf.int32)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """``fit`` stopped: the training loss of step ``step`` (1-based, counted over all epochs
+    when the epoch length is known) was ``loss`` (NaN or infinite)."""
+
+    def __init__(self, message, step, epoch, batch, loss):
+        super().__init__(message)
+        self.step, self.epoch, self.batch, self.loss = step, epoch, batch, loss
+
+
+class StopOnNonFiniteLoss(keras.callbacks.TerminateOnNaN):
+    """``keras.callbacks.TerminateOnNaN(raise_error=True)``, raising :class:`NonFiniteLossError`
+    with the step, the epoch and the likely causes; ``FlowModel.fit`` adds one unless the
+    callbacks already hold a ``TerminateOnNaN``.
+
+    Raising (rather than ``stop_training``) skips the other callbacks' ``on_train_end``, as
+    Keras' ``raise_error=True`` does, so a backup or checkpoint of the last good state is kept.
+    """
+
+    def __init__(self):
+        super().__init__(raise_error=True)
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or np.isfinite(float(loss)):
+            return
+        steps = self.params.get("steps") if self.params else None
+        step = self._epoch * steps + batch + 1 if steps else batch + 1
+        where = f"step {step}" + (f" (epoch {self._epoch + 1}, batch {batch + 1} of {steps})"
+                                  if steps and self._epoch else "")
+        raise NonFiniteLossError(
+            f"Training stopped at {where}: the training loss is {float(loss)}. Either the batch "
+            "holds NaN or inf values (check the training data, e.g. with "
+            "tfresflow.validation.check_samples) or the optimisation diverged (lower the "
+            "learning rate).", step=step, epoch=self._epoch + 1, batch=batch + 1,
+            loss=float(loss))
 
 
 def _step_kwargs(bijector, seeds, training):
@@ -268,8 +325,12 @@ class FlowModel(keras.Model):
         return base, base.sample(n, seed=seed_base), self.step_kwargs(seed_flow, training=False)
 
     def sample(self, n, seed=None):
-        """Draws ``n`` samples (sampling direction of every step)."""
-        return self._call_compiled("sample", self._sample, tf.convert_to_tensor(n, tf.int32),
+        """Draws ``n`` samples (sampling direction of every step), shape ``[n, *event_shape]``.
+
+        Raises:
+          ValueError: when ``n`` is not an integer >= 0 (checked when its value is known).
+        """
+        return self._call_compiled("sample", self._sample, _sample_count(n),
                                    self._seed_now(seed))
 
     def _sample(self, n, seed):
@@ -277,9 +338,9 @@ class FlowModel(keras.Model):
         return self._flow.forward(z, **kwargs)
 
     def sample_and_log_prob(self, n, seed=None):
-        """Samples and their log-densities in one pass."""
+        """Samples and their log-densities in one pass (``n`` as for :meth:`sample`)."""
         return self._call_compiled("sample_and_log_prob", self._sample_and_log_prob,
-                                   tf.convert_to_tensor(n, tf.int32), self._seed_now(seed))
+                                   _sample_count(n), self._seed_now(seed))
 
     def _sample_and_log_prob(self, n, seed):
         base, z, kwargs = self._draw_latent(n, seed)
@@ -315,11 +376,19 @@ class FlowModel(keras.Model):
         """
         return any(getattr(b, "training_log_det_is_partial", False) for b in self._keras_steps)
 
+    @property
+    def training_loss_notes(self):
+        """What the training-mode loss leaves out, one note per kind of step (sorted)."""
+        notes = {getattr(b, "training_loss_note", None) for b in self._keras_steps
+                 if getattr(b, "training_log_det_is_partial", False)}
+        return sorted(n for n in notes if n)
+
     def fit(self, x=None, y=None, **kwargs):
+        """Keras ``fit`` by maximum likelihood (data ``x`` only), stopping with
+        :class:`NonFiniteLossError` at the first non-finite training loss (module docstring).
+        """
         if kwargs.get("verbose", "auto") != 0:
-            notes = {getattr(b, "training_loss_note", None) for b in self._keras_steps
-                     if getattr(b, "training_log_det_is_partial", False)}
-            for note in sorted(n for n in notes if n):
+            for note in self.training_loss_notes:
                 print(note, flush=True)
         if y is not None:
             raise ValueError("FlowModel is trained by maximum likelihood: pass data `x` only, "
@@ -330,7 +399,10 @@ class FlowModel(keras.Model):
                 val = val[0]
             val = self._checked(val, "validation_data")
             kwargs["validation_data"] = (val,) if isinstance(val, np.ndarray) else val
-        kwargs["callbacks"] = self._with_lipschitz_update(kwargs.get("callbacks"))
+        callbacks = self._with_lipschitz_update(kwargs.get("callbacks"))
+        if not any(isinstance(c, keras.callbacks.TerminateOnNaN) for c in callbacks):
+            callbacks.append(StopOnNonFiniteLoss())
+        kwargs["callbacks"] = callbacks
         self._build_optimizer()
         return super().fit(self._checked(x, "x"), **kwargs)
 

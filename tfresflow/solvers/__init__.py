@@ -13,5 +13,6 @@ from tfresflow.solvers.fixed_point import (FixedPointError, FixedPointResult,  #
                                            fixed_point_inverse, solve_fixed_point)
 from tfresflow.solvers.newton import newton_inverse, with_inverse_gradient  # noqa: F401
 from tfresflow.solvers.policy import (ON_NONCONVERGENCE, NonConvergenceError,  # noqa: F401
+                                      NonFiniteInputError,
                                       as_nonconvergence_error, check_on_nonconvergence,
                                       finite_input, report_nonconvergence)

@@ -63,6 +63,13 @@ FixedPointError = NonConvergenceError
 
 _HINT = ("the residual branch may not be a contraction (Lip(g) >= 1) or `max_iterations` is "
          "too small.")
+#: The hint when the iteration stopped because the map returned NaN or inf for a finite input.
+_NON_FINITE_HINT = ("g(x) returned NaN or inf although z is finite, so the iteration stopped: "
+                    "the residual branch's weights or activations are not finite (e.g. after a "
+                    "diverged fit); it is not a question of Lip(g) or `max_iterations`.")
+#: The hint when later iterates overflowed: the iteration diverged.
+_OVERFLOW_HINT = ("the iterates grew until they overflowed to NaN or inf, so the iteration "
+                  "stopped: the residual branch is not a contraction (Lip(g) >= 1).")
 
 
 class FixedPointResult(NamedTuple):
@@ -74,6 +81,7 @@ class FixedPointResult(NamedTuple):
     error_estimate: tf.Tensor  #: ``max`` estimated distance to the solution (may be inf)
     converged: tf.Tensor       #: bool: every element within tolerance
     converged_elements: tf.Tensor  #: bool, shape of ``x``: elements within tolerance
+    finite: tf.Tensor = True   #: bool: every value of the map was finite (else stopped there)
 
 
 def check_solver_options(atol, rtol, max_iterations, on_nonconvergence):
@@ -109,6 +117,10 @@ def solve_fixed_point(step, x0, scale, atol=1e-6, rtol=1e-5, max_iterations=1000
       atol, rtol: elementwise tolerance ``atol + rtol * scale`` on the estimated error.
       max_iterations: cap on the number of ``step`` evaluations.
 
+    The iteration also stops at the first step whose values are not all finite (``step``
+    returned NaN or inf): no later iterate can converge. ``finite`` of the result then is
+    false.
+
     Returns:
       A :class:`FixedPointResult` (no gradient flows through the iteration).
     """
@@ -130,13 +142,18 @@ def solve_fixed_point(step, x0, scale, atol=1e-6, rtol=1e-5, max_iterations=1000
         elem_err = dx * factor
         return i + 1, x_new, step_max, ratio, tf.reduce_max(elem_err), elem_err <= tol
 
+    def cond(i, x, last_step, rate, err, ok):
+        # Before the first step last_step is +inf; afterwards NaN or inf means a non-finite map.
+        finite = (i == 0) | tf.math.is_finite(last_step)
+        return tf.logical_not(tf.reduce_all(ok)) & finite
+
     state = (tf.constant(0, tf.int32), x0, inf, tf.constant(0.0, dtype), inf,
              tf.zeros_like(x0, dtype=tf.bool))
-    i, x, last_step, _, err, ok = tf.while_loop(
-        lambda i, x, s, r, e, ok: tf.logical_not(tf.reduce_all(ok)), body, state,
-        maximum_iterations=max_iterations)
+    i, x, last_step, _, err, ok = tf.while_loop(cond, body, state,
+                                                maximum_iterations=max_iterations)
     return FixedPointResult(x=x, iterations=i, residual=last_step, error_estimate=err,
-                            converged=tf.reduce_all(ok), converged_elements=ok)
+                            converged=tf.reduce_all(ok), converged_elements=ok,
+                            finite=(i == 0) | tf.math.is_finite(last_step))
 
 
 def _report(y, result, on_nonconvergence, what, residual_name):
@@ -146,7 +163,10 @@ def _report(y, result, on_nonconvergence, what, residual_name):
         converged = tf.reduce_all(converged, axis=event_axes(converged), keepdims=True)
     outcome = Outcome(converged, result.iterations, result.residual,
                       (("estimated error", result.error_estimate),))
-    return report_nonconvergence(y, outcome, on_nonconvergence, what, residual_name, _HINT)
+    hint = _HINT
+    if tf.executing_eagerly() and not bool(result.finite):
+        hint = _NON_FINITE_HINT if int(result.iterations) == 1 else _OVERFLOW_HINT
+    return report_nonconvergence(y, outcome, on_nonconvergence, what, residual_name, hint)
 
 
 def _implicit_gradient(g, x_star, atol, rtol, max_iterations, on_nonconvergence):

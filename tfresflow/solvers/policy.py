@@ -28,7 +28,8 @@ compiled function to turn that into an error. ``"warn"`` cannot print at run tim
 it warns once while tracing that non-convergence will not be reported.
 
 Non-finite input. A NaN or inf in the right-hand side is not a convergence failure of the
-solver: it is reported separately ("non-finite input", same policy: eager before iterating,
+solver: it is reported separately ("non-finite input", eager as :class:`NonFiniteInputError`,
+a ``ValueError``; same policy: eager before iterating,
 graph by an ``Assert`` that runs before the iteration). The solver iterates on zeros in place of
 the non-finite examples (so they cost no iterations and do not block convergence of the others)
 and their non-finite values pass through to the output, under XLA too.
@@ -51,12 +52,21 @@ from tfresflow._compat import in_xla_context
 from tfresflow.validation import check_choice
 
 ON_NONCONVERGENCE = ("raise", "warn", "ignore")
+_NON_FINITE_INPUT = "non-finite input (NaN or inf)"
 #: First item of every graph-mode report, so :func:`as_nonconvergence_error` can recognise it.
 GRAPH_MARK = "[tfresflow solver]"
 
 
 class NonConvergenceError(RuntimeError):
     """A numerical inverse did not reach its tolerance (or was given a non-finite input)."""
+
+
+class NonFiniteInputError(NonConvergenceError, ValueError):
+    """A numerical inverse was given NaN or inf: bad input, reported before any iteration.
+
+    Both a ``ValueError`` (the package's error for bad input) and, as before, a
+    :class:`NonConvergenceError`.
+    """
 
 
 def check_on_nonconvergence(value, name="on_nonconvergence"):
@@ -73,9 +83,9 @@ class Outcome(NamedTuple):
     details: Tuple = ()    #: further ``(label, scalar tensor)`` pairs for the message
 
 
-def _emit(text, on_nonconvergence):
+def _emit(text, on_nonconvergence, error=NonConvergenceError):
     if on_nonconvergence == "raise":
-        raise NonConvergenceError(text)
+        raise error(text)
     warnings.warn(text, RuntimeWarning, stacklevel=4)
 
 
@@ -147,8 +157,9 @@ def as_nonconvergence_error():
             raise
         text = err.message[err.message.index(GRAPH_MARK) + len(GRAPH_MARK):].split("\n")[0]
         # The Assert prints its data as "[a] [b] ...": one line "a b ..." is the message.
-        raise NonConvergenceError(" ".join(part.strip(" []") for part in text.split("] ["))
-                                  .strip()) from None
+        message = " ".join(part.strip(" []") for part in text.split("] [")).strip()
+        error = NonFiniteInputError if _NON_FINITE_INPUT in message else NonConvergenceError
+        raise error(message) from None
 
 
 def finite_input(z, on_nonconvergence, what, axis=None):
@@ -172,11 +183,12 @@ def finite_input(z, on_nonconvergence, what, axis=None):
     if tf.executing_eagerly():
         bad = np.flatnonzero(~finite.numpy().ravel())
         if bad.size:
-            _emit(f"{what}: non-finite input (NaN or inf) in {bad.size} {unit}(s), first at "
-                  f"flat index {int(bad[0])}; their output is non-finite.", on_nonconvergence)
+            _emit(f"{what}: {_NON_FINITE_INPUT} in {bad.size} {unit}(s), first at "
+                  f"flat index {int(bad[0])}; their output is non-finite.", on_nonconvergence,
+                  NonFiniteInputError)
         return z_safe, finite
     if in_xla_context():
         return z_safe, finite
     count = tf.reduce_sum(tf.cast(tf.logical_not(finite), tf.int32))
-    data = [f"{what}: non-finite input (NaN or inf), number of {unit}s:", count]
+    data = [f"{what}: {_NON_FINITE_INPUT}, number of {unit}s:", count]
     return _graph_check(z_safe, tf.reduce_all(finite), data, on_nonconvergence), finite
