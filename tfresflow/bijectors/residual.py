@@ -43,7 +43,7 @@ import tensorflow as tf
 
 from tfresflow.bijectors import shared_call
 from tfresflow.bijectors.base import KerasBijector, serialize_layer, unique_name
-from tfresflow.solvers.fixed_point import check_solver_options, fixed_point_inverse
+from tfresflow.solvers.fixed_point import check_solver_options
 from tfresflow.logdet import (LogDetEstimator, Unbiased, deserialize_estimator,
                               serialize_estimator)
 from tfresflow.validation import check_positive_int
@@ -155,7 +155,7 @@ class ResidualBlock(KerasBijector):
 
     def _latent_to_data(self, z, training, seed):
         flat, _ = self._flat(z)
-        x = fixed_point_inverse(self.net, flat, atol=self.inverse_atol, rtol=self.inverse_rtol,
-                                max_iterations=self.max_iterations,
-                                on_nonconvergence=self.on_nonconvergence)
+        x = shared_call.fixed_point_inverse(
+            self.net, flat, atol=self.inverse_atol, rtol=self.inverse_rtol,
+            max_iterations=self.max_iterations, on_nonconvergence=self.on_nonconvergence)
         return tf.reshape(x, tf.shape(z))

@@ -1,5 +1,8 @@
 """One traced block function shared by every residual block of the same structure.
 
+Two functions are shared this way: the log-det evaluation (:func:`estimate`, the training and
+density direction) and the fixed-point inverse (:func:`fixed_point_inverse`, sampling).
+
 A deep flow repeats one block (``z = x + g(x)`` with its log-det estimate) N times. Traced
 inline, each block adds its own copy of ``g``, the estimator's while-loop, its custom gradients
 and their second-order backward graph to the train step, so tracing and graph optimisation
@@ -42,6 +45,7 @@ import keras
 import tensorflow as tf
 
 from tfresflow.logdet.base import deserialize_estimator, resolve_seed, serialize_estimator
+from tfresflow.solvers import fixed_point as solvers_fixed_point
 
 _SETTINGS = {"enabled": True, "inline": False}
 _ENTRIES = {}
@@ -75,37 +79,58 @@ def trace_count(key=None):
     return sum(e.traces for e in entries)
 
 
-def structure_key(net, estimator, training):
-    """The key under which blocks share one function, or ``None`` when they cannot."""
+def _net_key(net):
+    """What blocks must share to share a function: the net's class, config, weight shapes."""
     if not isinstance(net, keras.layers.Layer) or not net.built or not net.variables:
         return None
     try:
         config = dict(net.get_config())
         config.pop("name", None)
         config = json.dumps(config, sort_keys=True)
-        est = json.dumps(serialize_estimator(estimator), sort_keys=True)
     except Exception:  # noqa: BLE001 - an unserialisable net is simply traced inline
         return None
     shapes = tuple((tuple(v.shape), str(v.dtype)) for v in net.trainable_variables)
     fixed = tuple((tuple(v.shape), str(v.dtype)) for v in net.non_trainable_variables)
-    return (type(net).__module__, type(net).__qualname__, config, shapes, fixed, est,
-            bool(training))
+    return (type(net).__module__, type(net).__qualname__, config, shapes, fixed)
+
+
+def structure_key(net, estimator, training):
+    """The key under which blocks share one log-det function, or ``None`` when they cannot."""
+    net_key = _net_key(net)
+    if net_key is None:
+        return None
+    try:
+        est = json.dumps(serialize_estimator(estimator), sort_keys=True)
+    except Exception:  # noqa: BLE001
+        return None
+    return ("estimate", *net_key, est, bool(training))
+
+
+def inverse_key(net, options):
+    """The key under which blocks share one fixed-point inverse, or ``None``."""
+    net_key = _net_key(net)
+    if net_key is None:
+        return None
+    return ("inverse", *net_key, json.dumps(options, sort_keys=True))
 
 
 class _Entry:
-    """The shared function of one structure: a template net, an estimator copy, the function."""
+    """The shared function of one key: a template net, the body, the ``tf.function``.
 
-    def __init__(self, key, net, estimator, training, inline):
+    ``body(g, *args)`` is what runs inside, ``g`` the template net evaluated on the weight
+    tensors the function is called with (``g.explicit_weights``: those tensors).
+    """
+
+    def __init__(self, net, body, inline):
         self.template = weakref.ref(net)
-        self.estimator = deserialize_estimator(serialize_estimator(estimator))
-        self.training = training
+        self.body = body
         self.traces = 0
         self.captures_variables = False
         attributes = None if inline else {"_noinline": True}
-        self.function = tf.function(self._block, reduce_retracing=True, autograph=False,
+        self.function = tf.function(self._run, reduce_retracing=True, autograph=False,
                                     experimental_attributes=attributes)
 
-    def _block(self, x, seed, trainable, non_trainable):
+    def _run(self, args, trainable, non_trainable):
         self.traces += 1
         net = self.template()
 
@@ -113,29 +138,34 @@ class _Entry:
             return net.stateless_call(trainable, non_trainable, inputs)[0]
 
         g.explicit_weights = list(trainable)
-        return self.estimator(g, x, training=self.training, seed=seed)
+        return self.body(g, *args)
 
-    def __call__(self, net, x, seed):
+    def __call__(self, net, args):
         trainable = [tf.convert_to_tensor(v) for v in net.trainable_variables]
         non_trainable = [tf.convert_to_tensor(v) for v in net.non_trainable_variables]
         traces = self.traces
-        concrete = self.function.get_concrete_function(x, seed, trainable, non_trainable)
+        concrete = self.function.get_concrete_function(args, trainable, non_trainable)
         if self.traces != traces and concrete.variables:
             self.captures_variables = True
             warnings.warn(
                 f"{type(net).__name__}: the shared block function read variables outside "
-                "`stateless_call`; blocks of this structure are traced inline.", stacklevel=3)
+                "`stateless_call`; blocks of this structure are traced inline.", stacklevel=4)
             return None
-        return self.function(x, seed, trainable, non_trainable)
+        return self.function(args, trainable, non_trainable)
 
 
-def _entry(key, net, estimator, training):
+def _shared(key, net, make_body, args):
+    """``body(net, *args)`` through the shared function of ``key``; ``None``: not shared."""
+    if key is None or not _SETTINGS["enabled"] or tf.executing_eagerly():
+        return None
     with _LOCK:
         entry = _ENTRIES.get(key)
         if entry is None or entry.template() is None:
-            entry = _Entry(key, net, estimator, training, _SETTINGS["inline"])
+            entry = _Entry(net, make_body(), _SETTINGS["inline"])
             _ENTRIES[key] = entry
-        return entry
+    if entry.captures_variables:
+        return None
+    return entry(net, tuple(args))
 
 
 def estimate(net, estimator, x, training=False, seed=None):
@@ -148,10 +178,37 @@ def estimate(net, estimator, x, training=False, seed=None):
     key = None
     if _SETTINGS["enabled"] and not tf.executing_eagerly():
         key = structure_key(net, estimator, training)
-    if key is not None:
-        entry = _entry(key, net, estimator, training)
-        if not entry.captures_variables:
-            result = entry(net, tf.convert_to_tensor(x), resolve_seed(seed))
-            if result is not None:
-                return result
+
+    def make_body():
+        own = deserialize_estimator(serialize_estimator(estimator))
+
+        def body(g, x, seed):
+            return own(g, x, training=training, seed=seed)
+
+        body.estimator = own
+        return body
+
+    result = _shared(key, net, make_body, (tf.convert_to_tensor(x), resolve_seed(seed)))
+    if result is not None:
+        return result
     return estimator(net, x, training=training, seed=seed)
+
+
+def fixed_point_inverse(net, z, **options):
+    """``x`` with ``x + net(x) = z`` (:func:`tfresflow.solvers.fixed_point.fixed_point_inverse`
+    with ``options``), through one shared function per net structure and options.
+
+    Gradients are those of the inline inverse: its implicit-function gradient transforms only
+    the upstream gradient, and the weights' part flows through ``z - g(x*)`` as usual.
+    """
+    key = None
+    if _SETTINGS["enabled"] and not tf.executing_eagerly():
+        key = inverse_key(net, options)
+
+    def make_body():
+        return lambda g, z: solvers_fixed_point.fixed_point_inverse(g, z, **options)
+
+    result = _shared(key, net, make_body, (tf.convert_to_tensor(z),))
+    if result is not None:
+        return result
+    return solvers_fixed_point.fixed_point_inverse(net, z, **options)
