@@ -19,9 +19,9 @@ its backup when ``fit`` ends.
 
 :func:`fit_resumable` restores the latest checkpoint of a directory (if any), runs Keras
 ``fit`` over the remaining steps with :class:`CheckpointEvery` (a save every ``every`` steps
-and at the end) and :class:`RecordNonFiniteLoss` (named apart from ``FlowModel.fit``'s raising
-``StopOnNonFiniteLoss``: it stops without raising, so the checkpoints stay consistent; Keras' ``TerminateOnNaN``, recording the
-step), and raises :class:`TrainingDiverged` naming the step when the loss became non-finite;
+and at the end) and :class:`RecordNonFiniteLoss` (Keras' ``TerminateOnNaN``, recording the
+step; it stops without raising, unlike ``FlowModel.fit``'s ``StopOnNonFiniteLoss``, so the
+checkpoint callbacks stay consistent), and raises :class:`TrainingDiverged` naming the step when the loss became non-finite;
 the checkpoints saved before it are kept, none is written after it. A run resumed at step ``s``
 takes exactly the optimiser steps an uninterrupted run takes from ``s`` on (same batches, same
 seeds, same power-iteration warm starts), so its losses and weights are the same.
