@@ -88,7 +88,9 @@ def load_model(path, name="model_path"):
     import keras
 
     import tfresflow.models  # noqa: F401  (registers tfresflow's Keras classes)
+    from tfresflow import io
 
+    io.check_input_file(model_path, name, "keras")  # a truncated/foreign file: say what it is
     try:
         return keras.saving.load_model(model_path)
     except Exception as err:  # Keras reports a corrupt file with many exception types

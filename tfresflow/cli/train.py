@@ -207,9 +207,9 @@ def run_evaluate(args):
     """
     from tfresflow import evaluation
 
+    model = loading.load_model(args.model_path)
     data, n, seed, note = loading.evaluation_split(args.model_path, args.data, args.n,
                                                    args.seed)
-    model = loading.load_model(args.model_path)
     x_test = load_data(data, 1, n, seed, event_shape=getattr(model, "event_shape", None))[1]
     exact = evaluation.use_exact_evaluation(model)
     nll, se = evaluation.nll_with_stderr(model, x_test, seed=seed + 1, exact=exact)
