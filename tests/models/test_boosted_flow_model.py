@@ -103,3 +103,10 @@ def test_bad_components_and_weights_are_rejected():
     other = trf.models.FlowModel(tfb.Shift(np.zeros(3, np.float32)), event_shape=[3])
     with pytest.raises(ValueError, match="event shape"):
         trf.models.BoostedFlowModel(shifted_normals()[:1] + [other])
+
+
+@pytest.mark.parametrize("n", [-1, 2.5, [3]])
+def test_a_bad_sample_count_names_n(n):
+    model = trf.models.BoostedFlowModel(shifted_normals())
+    with pytest.raises(ValueError, match="`n`|n must|n="):
+        model.sample(n, seed=[1, 2])

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tfresflow import random as trf_random
 from tfresflow.distributions.boosted import BoostedFlow
-from tfresflow.models.flow_model import FlowModel
+from tfresflow.models.flow_model import FlowModel, sample_count
 
 __all__ = ["BoostedFlowModel"]
 
@@ -131,4 +131,4 @@ class BoostedFlowModel(keras.Model):
         """Draws ``n`` samples of the mixture (reproducible with ``seed``)."""
         seed = trf_random.from_generator(self.seed_generator) if seed is None \
             else trf_random.as_seed(seed)
-        return self.distribution().sample(tf.convert_to_tensor(n, tf.int32), seed=seed)
+        return self.distribution().sample(sample_count(n), seed=seed)

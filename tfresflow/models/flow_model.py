@@ -59,7 +59,7 @@ tfb = tfp.bijectors
 tfd = tfp.distributions
 
 
-def _sample_count(n):
+def sample_count(n):
     """``n`` as an int32 tensor, checked to be an integer >= 0 when its value is known now."""
     value = tf.get_static_value(n) if tf.is_tensor(n) else n
     if value is None:   # a symbolic tensor: TensorFlow checks it when the graph runs
@@ -330,7 +330,7 @@ class FlowModel(keras.Model):
         Raises:
           ValueError: when ``n`` is not an integer >= 0 (checked when its value is known).
         """
-        return self._call_compiled("sample", self._sample, _sample_count(n),
+        return self._call_compiled("sample", self._sample, sample_count(n),
                                    self._seed_now(seed))
 
     def _sample(self, n, seed):
@@ -340,7 +340,7 @@ class FlowModel(keras.Model):
     def sample_and_log_prob(self, n, seed=None):
         """Samples and their log-densities in one pass (``n`` as for :meth:`sample`)."""
         return self._call_compiled("sample_and_log_prob", self._sample_and_log_prob,
-                                   _sample_count(n), self._seed_now(seed))
+                                   sample_count(n), self._seed_now(seed))
 
     def _sample_and_log_prob(self, n, seed):
         base, z, kwargs = self._draw_latent(n, seed)
