@@ -133,3 +133,31 @@ def test_resume_finishes_an_unfinished_overwrite_and_only_then_replaces_the_old_
     assert cli.main(["train", "--resume", str(out), "--quiet"]) == 0
     assert _metrics(out)["steps"] == 8 and not (out / ".overwrite").exists()
     assert json.loads((out / "run.json").read_text())["settings"]["steps"] == 8
+
+
+def test_boosted_run_killed_inside_a_stage_resumes_from_its_step_checkpoint(tmp_path, capsys):
+    """SIGKILL during stage 0 (after a within-stage checkpoint, before any stage checkpoint):
+    the resumed run continues that stage and ends where an uninterrupted run ends."""
+    argv = ["--model", "boosted", "--components", "2", "--steps", "400",
+            "--checkpoint-every", "20", "--seed", "4"]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "tfresflow.cli", "train", *TINY, *argv,
+                             "--out", str(out)], env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    index = out / "checkpoints" / "stage_00.partial" / "checkpoint"
+    deadline = time.monotonic() + 600  # a guard against a hang, not a speed requirement
+    try:
+        while not index.exists():
+            assert proc.poll() is None, "training ended before its first step checkpoint"
+            assert time.monotonic() < deadline, "no step checkpoint appeared"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (out / "checkpoints" / "stage_00").exists()   # killed inside stage 0
+    assert cli.main(["train", "--resume", str(out)]) == 0
+    assert not (out / "checkpoints" / "stage_00.partial").exists()  # removed once complete
+    assert _train(*argv, "--out", str(tmp_path / "whole")) == 0
+    a, b = _metrics(tmp_path / "whole"), _metrics(out)
+    assert b["weights"] == a["weights"] and b["test_nll"] == a["test_nll"]

@@ -9,6 +9,12 @@ so a long boosting run resumes exactly after its last completed stage
 (``BoostedFlowTrainer.fit`` skips the stages already in the restored history);
 :func:`latest_checkpoint` finds the newest ``stage_XX`` checkpoint that ``fit`` wrote.
 
+Within a stage, :class:`StageProgress` checkpoints the training component every K optimiser
+steps in ``stage_XX.partial/`` (``tf.train.CheckpointManager``: the component's variables, its
+optimiser's, the step and the stage's losses so far; two kept, so a kill mid-save leaves the
+previous one), and a resumed stage continues from there: its batches and noise are functions
+of the step, so it takes exactly the steps an uninterrupted stage takes.
+
 References:
   Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", NeurIPS, arXiv:2002.11896.
 """
@@ -16,10 +22,12 @@ import json
 import os
 
 import numpy as np
+import tensorflow as tf
 
 from tfresflow.io import atomic_path, ensure_writable_dir, write_json
 
-__all__ = ["trainer_state", "save_checkpoint", "load_checkpoint", "latest_checkpoint"]
+__all__ = ["trainer_state", "save_checkpoint", "load_checkpoint", "latest_checkpoint",
+           "StageProgress", "partial_dir"]
 
 STATE_FILE = "state.json"
 
@@ -89,3 +97,44 @@ def latest_checkpoint(directory):
     if not stages:
         return None
     return os.path.join(directory, max(stages, key=lambda name: int(name[6:])))
+
+
+def partial_dir(directory, stage):
+    """Where the within-stage checkpoints of ``stage`` live (next to ``stage_XX``)."""
+    return os.path.join(directory, f"stage_{stage:02d}.partial")
+
+
+class StageProgress:
+    """The training state of one boosting stage in ``directory``, saved every few steps.
+
+    Args:
+      directory: the stage's ``stage_XX.partial`` directory (:func:`partial_dir`).
+      model: the component being trained (its ``variables`` are saved, by position).
+      optimizer: its built optimiser.
+      steps: the stage's optimiser steps.
+    """
+
+    def __init__(self, directory, model, optimizer, steps):
+        self.steps = int(steps)
+        self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._losses = tf.Variable(tf.zeros([max(self.steps, 1)], tf.float64), trainable=False)
+        self._checkpoint = tf.train.Checkpoint(model=list(model.variables),
+                                               optimizer=list(optimizer.variables),
+                                               step=self._step, losses=self._losses)
+        self._manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=2)
+
+    def restore(self):
+        """``(step, losses)`` of the latest checkpoint (``(0, [])`` without one)."""
+        path = self._manager.latest_checkpoint
+        if path is None:
+            return 0, []
+        self._checkpoint.restore(path).assert_consumed()
+        step = int(self._step.numpy())
+        return step, [float(v) for v in self._losses.numpy()[:step]]
+
+    def save(self, losses):
+        """Saves the state after ``len(losses)`` steps (the stage's losses so far)."""
+        self._step.assign(len(losses))
+        self._losses.assign(np.pad(np.asarray(losses, np.float64),
+                                   (0, self._losses.shape[0] - len(losses))))
+        self._manager.save(checkpoint_number=len(losses))

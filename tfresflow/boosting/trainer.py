@@ -21,6 +21,7 @@ References:
     (eq. 7, Algorithm 1, Sec. 3.3).
 """
 import os
+import shutil
 import time
 
 import keras
@@ -241,10 +242,13 @@ class BoostedFlowTrainer:
         loss_fn = self._loss_fn(c, fixed, fixed_w, table, self._rho0(c, not self.trained[c]))
         return float(loss_fn(self._seed("stage_loss", seed)))
 
-    def _train_component(self, c, steps, fixed, fixed_w, table, stage, rho0):
+    def _train_component(self, c, steps, fixed, fixed_w, table, stage, rho0, progress_dir=None,
+                         every=None):
         variables = list(self.components[c].trainable_variables)
         optimizer = self.optimizer_fn()
         optimizer.build(variables)
+        progress = None if progress_dir is None else checkpoint.StageProgress(
+            progress_dir, self.components[c], optimizer, steps)
         seed0 = self._seed("train", stage)
         loss_fn = self._loss_fn(c, fixed, fixed_w, table, rho0)
 
@@ -259,16 +263,18 @@ class BoostedFlowTrainer:
 
         progbar = keras.utils.Progbar(steps, verbose=self.verbose, stateful_metrics=["loss"]) \
             if self.verbose and steps else None
-        every = max(1, steps // 100)
-        losses = []
-        for i in range(steps):
+        shown = max(1, steps // 100)
+        start, losses = (0, []) if progress is None else progress.restore()
+        for i in range(start, steps):
             loss = float(train_step(tf.constant(i, tf.int64)))
             if not np.isfinite(loss):
                 raise FloatingPointError(f"Non-finite loss {loss} at step {i} of stage {stage} "
                                          f"(component {c}); lower the learning rate.")
             losses.append(loss)
-            if progbar is not None and ((i + 1) % every == 0 or i + 1 == steps):
+            if progbar is not None and ((i + 1) % shown == 0 or i + 1 == steps):
                 progbar.update(i + 1, [("loss", loss)])
+            if progress is not None and (i + 1) % every == 0 and i + 1 < steps:
+                progress.save(losses)
         return losses
 
     def _fit_weight(self, c, fixed, fixed_w, table, rho_init, stream):
@@ -303,7 +309,8 @@ class BoostedFlowTrainer:
                                            **self.rho_options)
         return rho, iters
 
-    def _run_stage(self, stage, phase, c, steps, table, val_table):
+    def _run_stage(self, stage, phase, c, steps, table, val_table, progress_dir=None,
+                   every=None):
         start = time.time()
         fixed, fixed_w = self._fixed(c)
         if self.verbose:
@@ -311,7 +318,8 @@ class BoostedFlowTrainer:
             print(f"stage {stage}: {what} component {c + 1}/{self.num_components} "
                   f"against {len(fixed)} fixed component(s)")
         rho0 = self._rho0(c, phase == "boost")
-        losses = self._train_component(c, steps, fixed, fixed_w, table, stage, rho0)
+        losses = self._train_component(c, steps, fixed, fixed_w, table, stage, rho0,
+                                       progress_dir, every)
         self.trained[c] = True
         for t in (table, val_table):
             if t is not None:
@@ -344,7 +352,8 @@ class BoostedFlowTrainer:
                          for c in range(self.num_components)]
 
     def fit(self, x=None, steps_per_component=1000, finetune_steps=None, finetune_passes=0,
-            validation_data=None, checkpoint_dir=None, on_stage_end=None):
+            validation_data=None, checkpoint_dir=None, checkpoint_every=None,
+            on_stage_end=None):
         """Runs the remaining stages of :meth:`schedule` (resumes after a restored checkpoint).
 
         Args:
@@ -355,6 +364,9 @@ class BoostedFlowTrainer:
           validation_data: optional held-out data; its mixture NLL is recorded per stage.
           checkpoint_dir: if given, a checkpoint ``stage_XX`` is written atomically after
             every stage (see :meth:`save_checkpoint`).
+          checkpoint_every: with ``checkpoint_dir``, also checkpoint the training component
+            every this many steps within a stage (``stage_XX.partial``, removed when the stage
+            is complete); a resumed ``fit`` continues the stage from there.
           on_stage_end: optional callable ``(trainer, record)`` called after every stage.
 
         Returns:
@@ -370,14 +382,22 @@ class BoostedFlowTrainer:
                                                  minimum=0)
         finetune_steps = steps_per_component if finetune_steps is None else check_positive_int(
             finetune_steps, "finetune_steps", minimum=0)
+        every = None
+        if checkpoint_dir is not None and checkpoint_every is not None:
+            every = check_positive_int(checkpoint_every, "checkpoint_every")
         for stage, (phase, c) in enumerate(self.schedule(finetune_passes)):
             if stage < len(self.history):
                 continue  # completed before a checkpoint restore
             steps = steps_per_component if phase == "boost" else finetune_steps
-            record = self._run_stage(stage, phase, c, steps, table, val_table)
+            progress_dir = None if every is None else checkpoint.partial_dir(checkpoint_dir,
+                                                                             stage)
+            record = self._run_stage(stage, phase, c, steps, table, val_table, progress_dir,
+                                     every)
             self.history.append(record)
             if checkpoint_dir is not None:
                 self.save_checkpoint(os.path.join(checkpoint_dir, f"stage_{stage:02d}"))
+                if progress_dir is not None:
+                    shutil.rmtree(progress_dir, ignore_errors=True)
             if on_stage_end is not None:
                 on_stage_end(self, record)
         return self.history

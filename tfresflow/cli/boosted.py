@@ -135,7 +135,7 @@ def train_boosted(args, x_train, x_test, out_dir, run=None):
     history = trainer.fit(x_train, steps_per_component=args.steps,
                           finetune_steps=finetune_steps, finetune_passes=finetune_passes,
                           validation_data=x_test, checkpoint_dir=checkpoint_dir,
-                          on_stage_end=callback)
+                          checkpoint_every=args.checkpoint_every, on_stage_end=callback)
     train_seconds = time.time() - start
     mix = trainer.mixture()
     nlls = evaluation.train_test_nll(mix, x_train, x_test, seed=args.seed)
