@@ -22,6 +22,20 @@ def _metrics(folder):
     return json.loads((folder / "metrics.json").read_text())
 
 
+def _kill_when_written(proc, index):
+    """SIGKILLs the training subprocess ``proc`` as soon as the checkpoint ``index`` exists."""
+    deadline = time.monotonic() + 600  # a guard against a hang, not a speed requirement
+    try:
+        while not index.exists():
+            assert proc.poll() is None, f"training ended before {index.name} was written"
+            assert time.monotonic() < deadline, f"{index} never appeared"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def _train(*argv):
     return cli.main(["train", *TINY, *argv])
 
@@ -32,17 +46,7 @@ def test_sigkill_then_resume_gives_the_results_of_an_uninterrupted_run(tmp_path,
     proc = subprocess.Popen([sys.executable, "-m", "tfresflow.cli", "train", *TINY, *argv,
                              "--out", str(out)], env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    index = out / "checkpoints" / "checkpoint"
-    deadline = time.monotonic() + 600  # a guard against a hang, not a speed requirement
-    try:
-        while not index.exists():
-            assert proc.poll() is None, "training ended before its first checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    _kill_when_written(proc, out / "checkpoints" / "checkpoint")
     assert not (out / "metrics.json").exists()  # killed mid-training
 
     assert cli.main(["train", "--resume", str(out), "--quiet"]) == 0
@@ -144,17 +148,7 @@ def test_boosted_run_killed_inside_a_stage_resumes_from_its_step_checkpoint(tmp_
     proc = subprocess.Popen([sys.executable, "-m", "tfresflow.cli", "train", *TINY, *argv,
                              "--out", str(out)], env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    index = out / "checkpoints" / "stage_00.partial" / "checkpoint"
-    deadline = time.monotonic() + 600  # a guard against a hang, not a speed requirement
-    try:
-        while not index.exists():
-            assert proc.poll() is None, "training ended before its first step checkpoint"
-            assert time.monotonic() < deadline, "no step checkpoint appeared"
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    _kill_when_written(proc, out / "checkpoints" / "stage_00.partial" / "checkpoint")
     assert not (out / "checkpoints" / "stage_00").exists()   # killed inside stage 0
     assert cli.main(["train", "--resume", str(out)]) == 0
     assert not (out / "checkpoints" / "stage_00.partial").exists()  # removed once complete
