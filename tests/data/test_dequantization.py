@@ -16,6 +16,14 @@ def test_dequantised_pixels_lie_in_their_own_bin_of_the_unit_interval():
         np.testing.assert_array_equal(np.floor(y * 256), ALL_PIXELS)
 
 
+def test_no_value_leaves_its_bin_by_float32_rounding():
+    # 255 + u rounds to 256 in float32 for u > 1 - 2^-17: among 2^20 draws about 8 such u.
+    y = dequantize(np.full(2 ** 20, 255, np.uint8), 0).numpy().astype(np.float64)
+    assert y.max() < 1 and np.all(np.floor(y * 256) == 255)
+    y = dequantize(np.full(2 ** 20, 100, np.uint8), 0).numpy().astype(np.float64)
+    assert np.all(np.floor(y * 256) == 100)
+
+
 def test_noise_is_uniform_and_seeded():
     x = np.zeros((4000,), np.uint8)
     u = dequantize(x, 3).numpy().astype(np.float64) * 256

@@ -71,18 +71,22 @@ def dequantize(images, seed, n_bits=8):
       n_bits: bits kept per pixel (8: all; 5 for the papers' 5-bit CelebA).
 
     Returns:
-      A float32 tensor of the shape of ``images`` with values in ``[0, 1)``.
+      A float32 tensor of the shape of ``images`` with values in ``[0, 1)``, each strictly
+      inside its pixel's bin ``[k / K, (k + 1) / K)`` (also where float32 rounding of
+      ``k + u`` would reach ``k + 1``), so ``floor(K y) = k`` exactly.
     """
     k = n_bins(n_bits)
     images = tf.convert_to_tensor(images)
     if not images.dtype.is_integer:
         raise ValueError(f"`images` must hold integer pixels 0..255 (e.g. uint8), got dtype "
                          f"{images.dtype.name}.")
-    levels = tf.cast(images, tf.int32) // (256 // k)
+    levels = tf.cast(tf.cast(images, tf.int32) // (256 // k), tf.float32)
     u = tf.random.stateless_uniform(tf.shape(images), trf_random.as_seed(seed), dtype=tf.float32)
-    # (levels + u) / k rounds to 1.0 in float32 when u is within 2^-24 k of 1: keep y < 1.
-    y = (tf.cast(levels, tf.float32) + u) / float(k)
-    return tf.minimum(y, np.float32(np.nextafter(np.float32(1), np.float32(0))))
+    # In float32, levels + u rounds up to levels + 1 when u is within half an ulp of 1 (for
+    # levels = 255, u > 1 - 2^-17): y would leave its bin (and reach 1.0). The bin's upper end
+    # (levels + 1) / k is exact (k is a power of 2); y stays strictly below it.
+    upper = tf.math.nextafter((levels + 1.0) / float(k), tf.zeros_like(levels))
+    return tf.minimum((levels + u) / float(k), upper)
 
 
 def bits_per_dim(log_prob, event_size, n_bits=8):
