@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tfresflow.data.dequantization import bits_per_dim, dequantize
+from tfresflow.data.dequantization import bits_per_dim, dequantize, quantize
 
 ALL_PIXELS = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
 
@@ -41,6 +41,16 @@ def test_fewer_bits_keep_the_top_bits(n_bits):
     y = dequantize(ALL_PIXELS, 0, n_bits=n_bits).numpy().astype(np.float64)
     assert y.min() >= 0 and y.max() < 1
     np.testing.assert_array_equal(np.floor(y * 2 ** n_bits), ALL_PIXELS >> (8 - n_bits))
+
+
+@pytest.mark.parametrize("n_bits", [3, 8])
+def test_quantize_returns_the_bin_on_the_8_bit_scale(n_bits):
+    x = dequantize(ALL_PIXELS, 2, n_bits=n_bits).numpy()
+    step = 2 ** (8 - n_bits)
+    np.testing.assert_array_equal(quantize(x, n_bits), ALL_PIXELS // step * step)
+    np.testing.assert_array_equal(quantize([-0.5, 0.0, 1.0, 7.0]), [0, 0, 255, 255])
+    with pytest.raises(ValueError, match="`y`"):
+        quantize([0.5, np.nan])
 
 
 def test_bits_per_dim_of_the_uniform_density_is_the_bit_depth():

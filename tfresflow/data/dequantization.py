@@ -43,7 +43,7 @@ import tensorflow as tf
 from tfresflow import random as trf_random
 from tfresflow.validation import check_positive_int
 
-__all__ = ["bits_per_dim", "check_n_bits", "dequantize", "n_bins"]
+__all__ = ["bits_per_dim", "check_n_bits", "dequantize", "n_bins", "quantize"]
 
 
 def check_n_bits(n_bits, name="n_bits"):
@@ -87,6 +87,22 @@ def dequantize(images, seed, n_bits=8):
     # (levels + 1) / k is exact (k is a power of 2); y stays strictly below it.
     upper = tf.math.nextafter((levels + 1.0) / float(k), tf.zeros_like(levels))
     return tf.minimum((levels + u) / float(k), upper)
+
+
+def quantize(y, n_bits=8):
+    """uint8 pixels of values ``y`` on the ``[0, 1]`` scale (e.g. samples of an image flow).
+
+    ``k = min(floor(K clip(y, 0, 1)), K - 1)`` with ``K = 2^n_bits``, returned on the 8-bit
+    scale as ``k * 2^(8 - n_bits)``: the bin :func:`dequantize` put ``y`` in, so
+    ``quantize(dequantize(x, seed, n), n)`` is ``x`` with its low ``8 - n`` bits cleared.
+    Non-finite values raise a ValueError naming ``y``.
+    """
+    k = n_bins(n_bits)
+    y = np.asarray(y, np.float64)
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"`y` holds {int(np.sum(~np.isfinite(y)))} non-finite values.")
+    levels = np.minimum(np.floor(np.clip(y, 0.0, 1.0) * k), k - 1)
+    return (levels * (256 // k)).astype(np.uint8)
 
 
 def bits_per_dim(log_prob, event_size, n_bits=8):
