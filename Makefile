@@ -23,7 +23,7 @@ demo: $(STAMP)
 		--steps 4000 --lr 2e-3 --out $(DEMO_OUT) --overwrite
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"

