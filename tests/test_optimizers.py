@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 import tfresflow as trf
+from tests.helpers import mirrored_strategy
 from tfresflow.optimizers import FusedAdam
 
 
@@ -93,13 +94,12 @@ def test_fit_traces_the_train_step_once():
 
 
 def test_fused_adam_under_mirrored_strategy_equals_keras_adam():
-    """Two replicas (conftest's logical CPUs): the fused update, applied per mirrored copy,
+    """Two replicas (the suite's one shared strategy): the fused update, per mirrored copy,
     trains a flow exactly as Keras' Adam does (same data, same seed)."""
     x = np.random.default_rng(3).normal(size=(64, 2)).astype("float32")
     weights = []
     for make in (keras.optimizers.Adam, FusedAdam):
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        with strategy.scope():
+        with mirrored_strategy().scope():
             keras.utils.set_random_seed(0)
             model = trf.models.build_model("coupling", 2, n_steps=2, hidden_units=(8,), seed=0)
             model.compile(optimizer=make(1e-2))
