@@ -1,6 +1,12 @@
 """Shared test utilities (mathematical references, not code under test)."""
+import pathlib
+import re
+
+import keras
 import numpy as np
 import tensorflow as tf
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
 def randomize_weights(layers, scale=0.3, seed=0):
@@ -51,3 +57,29 @@ def mirrored_strategy():
         assert len(devices) >= 2, "tests/conftest.py must configure 2 logical CPUs"
         _STRATEGY.append(tf.distribute.MirroredStrategy([d.name for d in devices[:2]]))
     return _STRATEGY[0]
+
+
+def readme_python_blocks(start=None, end=None):
+    """The README's ```python blocks between the lines ``start`` and ``end`` (headings, e.g.
+    ``"## Command line"``; ``None``: the beginning / the next heading after ``start``, or the
+    end when neither is given)."""
+    text = README.read_text(encoding="utf-8")
+    if start is not None:
+        text = text.split(start, 1)[1]
+        end = "\n## " if end is None else end
+    if end is not None:
+        text = text.split(end, 1)[0]
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def assert_keras_round_trip(model, path, x):
+    """Saves ``model`` to ``path`` (.keras), loads it, checks every weight and the log-density
+    of ``x`` (fresh tensors) are those of ``model``; returns the loaded model."""
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert len(loaded.weights) == len(model.weights)
+    for a, b in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_allclose(loaded.log_prob(tf.constant(x)).numpy(),
+                               model.log_prob(tf.constant(x)).numpy(), rtol=1e-6)
+    return loaded

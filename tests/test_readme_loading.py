@@ -8,7 +8,6 @@ the message the README quotes.
 """
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -17,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 import tfresflow as trf
-from tests.helpers import randomize_weights
+from tests.helpers import randomize_weights, readme_python_blocks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTION = "## Loading a trained model in another program"
@@ -25,9 +24,7 @@ X = [[0.1, -0.3], [1.0, 0.5]]  # the points the snippets evaluate
 
 
 def _snippets():
-    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
-    section = text.split(SECTION, 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
+    return readme_python_blocks(SECTION)
 
 
 @pytest.fixture(scope="module")

@@ -4,26 +4,19 @@ Each snippet either stands alone or says which one it continues, so running them
 the other in one namespace is what a reader does. Only sizes are cut (epochs, examples, steps,
 the image model's depth) to keep the test short; every call is the README's own.
 """
-import pathlib
-import re
-
 import pytest
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+from tests.helpers import readme_python_blocks
+
 SMALLER = [("epochs=20", "epochs=1"), ("epochs=10", "epochs=1"), ("10_000", "1_000"),
            ("steps_per_component=500", "steps_per_component=20"),
            ("scales=3, blocks_per_scale=4", "scales=2, blocks_per_scale=1"),
            ("hidden_channels=64", "hidden_channels=8")]
 
 
-def usage_snippets():
-    text = README.read_text(encoding="utf-8").split("## Command line")[0]
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
-
-
 @pytest.mark.slow
 def test_readme_usage_snippets_run_in_order(tmp_path, monkeypatch):
-    snippets = usage_snippets()
+    snippets = readme_python_blocks(end="## Command line")
     assert len(snippets) >= 5
     monkeypatch.chdir(tmp_path)          # they save moons.keras, mix.keras, SavedModels
     namespace = {}
