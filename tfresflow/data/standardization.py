@@ -51,7 +51,7 @@ from tfresflow.data.dequantization import n_bins
 
 tfb = tfp.bijectors
 
-__all__ = ["Standardization", "channel_statistics"]
+__all__ = ["Standardization", "as_standardization", "channel_statistics"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +112,20 @@ class Standardization:
                           tfb.Scale(np.asarray(self.std, dtype.as_numpy_dtype),
                                     name="standardize_scale")],
                          name="standardize")
+
+
+def as_standardization(value, name="standardization"):
+    """``value`` as a :class:`Standardization`: one already, a ``(mean, std)`` pair or a
+    ``{"mean": ..., "std": ...}`` dict; ``None`` stays ``None``; else a ValueError naming
+    ``name``."""
+    if value is None or isinstance(value, Standardization):
+        return value
+    if isinstance(value, dict) and set(value) == {"mean", "std"}:
+        return Standardization(tuple(np.ravel(value["mean"])), tuple(np.ravel(value["std"])))
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return Standardization(tuple(np.ravel(value[0])), tuple(np.ravel(value[1])))
+    raise ValueError(f"`{name}` must be None, a Standardization, a (mean, std) pair or a "
+                     f"{{'mean': ..., 'std': ...}} dict, got {type(value).__name__}.")
 
 
 def channel_statistics(images, n_bits=8):
