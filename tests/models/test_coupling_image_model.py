@@ -125,3 +125,12 @@ def test_standardization_replaces_the_logit_transform_and_its_log_det_is_counted
         build_model("coupling-image", SHAPE, standardization=((0.1, 0.2), (0.3, 0.4)))
     with pytest.raises(ValueError, match="standardization"):
         build_model("resflow-image", SHAPE, standardization="yes")
+
+
+def test_count_parameters_by_hand():
+    """One checkerboard coupling on 4x4x1 images, 4 hidden channels, ActNorm before and after:
+    3x3 conv 1->4 (36 + 4), 1x1 conv 4->4 (16 + 4), 3x3 conv 4->2 (shift and log-scale:
+    72 + 2), two ActNorms of one channel (2 + 2): 138."""
+    model = build_model("coupling-image", [4, 4, 1], scales=1, blocks_per_scale=1,
+                        hidden_channels=4, fc_blocks=0)
+    assert trf.models.count_parameters(model, print_fn=lambda *_: None) == 138

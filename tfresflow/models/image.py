@@ -249,7 +249,11 @@ def coupling_flow_image(event_shape, scales=3, blocks_per_scale=16, hidden_chann
     (``couplings_per_block=1``, the default); ``couplings_per_block=2`` (a coupling and its
     reversed twin per block, one ActNorm after the pair) transforms every coordinate once per
     block, a comparison at equal per-coordinate depth (and about twice the conditioner
-    parameters of a ``couplings_per_block=1`` flow).
+    parameters of a ``couplings_per_block=1`` flow). At the papers' hybrid configuration
+    (3 scales x 16 blocks, 512 hidden channels, no FC blocks) a ``32 x 32 x 3`` coupling flow
+    has 19.6M trainable parameters with one coupling per block and 39.2M with two, the
+    Residual Flow 21.9M (``count_parameters``; a coupling's conditioner reads half the
+    channels and writes a shift and a log-scale for the other half).
 
     Args:
       event_shape, scales, blocks_per_scale, fc_blocks, actnorm, alpha, seed,
