@@ -94,40 +94,55 @@ def _fresh(a):
     return tf.constant(np.array(a))
 
 
-@pytest.mark.parametrize("kind", ["coupling", "global"])
-def test_component_round_trip_and_log_det_match_brute_force_jacobian(kind):
-    latent = 4
-    if kind == "coupling":
-        m = _vae(latent=latent, components=2)
-    else:
+def _inverse_check(m, c, z, z0, h, ldj):
+    """inverse(forward(z0)) = z0 (fresh tensors), its log-det = -forward's, and both against
+    the brute-force Jacobian of the inverse."""
+    back, ildj = m.component_inverse(c, _fresh(z), _fresh(h))
+    np.testing.assert_allclose(back.numpy(), z0, atol=1e-4)
+    np.testing.assert_allclose(ildj.numpy(), -ldj, atol=1e-4)
+    with tf.GradientTape() as tape:
+        v = tf.constant(z)
+        tape.watch(v)
+        out = m.component_inverse(c, v, tf.constant(h))[0]
+    jac = tape.batch_jacobian(out, v)
+    np.testing.assert_allclose(ildj.numpy(), tf.linalg.slogdet(jac)[1].numpy(), atol=1e-4)
+
+
+def _global_vae(kind, latent):
+    small = {k: v for k, v in TINY.items() if k != "flow_steps"}
+    if kind == "global":
         flows = [tfp.bijectors.Chain([trf.bijectors.AffineCoupling(latent, (8,), reverse=r,
                                                                      name=f"c{i}_{r}")
                                       for r in (False, True)]) for i in range(2)]
-        m = FlowVAE(SHAPE, latent_size=latent, num_components=2, flow=flows, seed=1,
-                    **{k: v for k, v in TINY.items() if k not in ("flow_steps",)})
-        randomize_weights(m.components, scale=0.3, seed=4)
+    else:   # residual blocks (fixed-point forward) with the exact log-det, ActNorm first
+        flows = [trf.models.residual_flow(latent, n_steps=1, hidden_units=(8,),
+                                          logdet=trf.logdet.Exact()) for _ in range(2)]
+    m = FlowVAE(SHAPE, latent_size=latent, num_components=2, flow=flows, seed=1, **small)
+    for comp in m.components:
+        for v in comp.trainable_weights:
+            v.assign(np.random.default_rng(4).normal(0, 0.3, v.shape).astype(np.float32))
+    return m
+
+
+@pytest.mark.parametrize("kind", ["coupling", "global", "residual"])
+def test_component_round_trip_and_log_det_match_brute_force_jacobian(kind):
+    latent = 4
+    m = _vae(latent=latent, components=2) if kind == "coupling" else _global_vae(kind, latent)
     rng = np.random.default_rng(0)
     z0 = rng.normal(size=(5, latent)).astype(np.float32)
     h = rng.normal(size=(5, m.context_size if kind == "coupling" else 0)).astype(np.float32)
     for c in range(2):
         z, ldj = m.component_forward(c, _fresh(z0), _fresh(h))
         assert not np.allclose(z.numpy(), z0, atol=1e-3)     # not the identity
-        back, ildj = m.component_inverse(c, _fresh(z.numpy()), _fresh(h))
-        np.testing.assert_allclose(back.numpy(), z0, atol=1e-5)
-        np.testing.assert_allclose(ildj.numpy(), -ldj.numpy(), atol=1e-5)
-        hb = tf.constant(h)
-        with tf.GradientTape() as tape:
-            v = tf.constant(z0)
-            tape.watch(v)
-            out = m.component_forward(c, v, hb)[0]
-        jac = tape.batch_jacobian(out, v)
-        np.testing.assert_allclose(ldj.numpy(), tf.linalg.slogdet(jac)[1].numpy(), atol=1e-4)
-        with tf.GradientTape() as tape:
-            v = tf.constant(z.numpy())
-            tape.watch(v)
-            out = m.component_inverse(c, v, hb)[0]
-        jac = tape.batch_jacobian(out, v)
-        np.testing.assert_allclose(ildj.numpy(), tf.linalg.slogdet(jac)[1].numpy(), atol=1e-4)
+        if kind != "residual":   # (the fixed-point forward is checked through the inverse)
+            with tf.GradientTape() as tape:
+                v = tf.constant(z0)
+                tape.watch(v)
+                out = m.component_forward(c, v, tf.constant(h))[0]
+            jac = tape.batch_jacobian(out, v)
+            np.testing.assert_allclose(ldj.numpy(), tf.linalg.slogdet(jac)[1].numpy(),
+                                       atol=1e-4)
+        _inverse_check(m, c, z.numpy(), z0, h, ldj.numpy())
 
 
 def test_component_sample_density_equals_density_through_the_inverse():

@@ -57,9 +57,13 @@ latents ``z [..., B, D]`` with any leading sample dimensions; an *encoding* is t
   :func:`kl_warmup_beta` the schedule as a function, ``reset_kl_warmup()`` (the boosted trainer
   restarts the warm-up per stage);
 * ``sample(n, seed) -> Bernoulli means sigmoid(decode(z)), z ~ p(z)``;
-* ``fit(x)`` (no labels): Adam-or-any-optimiser training on the mean negative ELBO with the
-  annealed beta over the mixture posterior of the trainable components; metrics ``loss``,
-  ``reconstruction``, ``kl`` (means over the batch), ``beta``.
+* ``fit(x)`` (no labels): Keras training on the mean negative ELBO with the annealed beta
+  (one mixture draw per example; ``kl_step`` advances once per step); metrics ``loss``,
+  ``reconstruction``, ``kl`` (running means over the epoch's batches) and ``beta`` (the last
+  step's). Frozen components do not move; after changing which components train, use a
+  fresh optimiser (or ``compile`` again) when the optimiser was built on other variables.
+  Global residual components get their power iteration refreshed after every step
+  (``LipschitzUpdate``, as ``FlowModel.fit``).
 
 Evaluation (negative ELBO with 3C samples, importance-sampled NLL):
 :mod:`tfresflow.models.vae_evaluation`. SavedModel export: :func:`tfresflow.export.export_vae_saved_model`.
@@ -77,6 +81,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfresflow import random as trf_random
+from tfresflow.lipschitz import LipschitzUpdate, find_lipschitz_layers
 from tfresflow.models.vae_posterior import (ConditionalCouplingFlow, GlobalFlowComponent,
                                             IdentityComponent)
 from tfresflow.nets.gated_conv import GatedConvDecoder, GatedConvEncoder
@@ -580,10 +585,24 @@ class FlowVAE(keras.Model):
                              "`y`.")
         if isinstance(x, (np.ndarray, list)):
             x = check_samples(x, self.image_shape, name="x")
+        kwargs["callbacks"] = self._with_lipschitz_update(kwargs.get("callbacks"))
         return super().fit(x, **kwargs)
+
+    def _with_lipschitz_update(self, callbacks):
+        """Adds :class:`~tfresflow.lipschitz.LipschitzUpdate` (power iteration refreshed after
+        every step, as ``FlowModel.fit``) when a global residual component has Lipschitz
+        layers."""
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            return callbacks
+        callbacks = list(callbacks or [])
+        if find_lipschitz_layers(self.components) and not any(
+                isinstance(c, LipschitzUpdate) for c in callbacks):
+            callbacks.append(LipschitzUpdate())
+        return callbacks
 
     def evaluate(self, x=None, y=None, **kwargs):
         """Mean negative ELBO (one draw per example, ``beta = 1``) on images ``x``."""
         if isinstance(x, (np.ndarray, list)):
             x = check_samples(x, self.image_shape, name="x")
+        kwargs["callbacks"] = self._with_lipschitz_update(kwargs.get("callbacks"))
         return super().evaluate(x, y, **kwargs)
