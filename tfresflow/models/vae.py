@@ -548,7 +548,9 @@ class FlowVAE(keras.Model):
     def _step_loss(self, data, training):
         x = data[0] if isinstance(data, (tuple, list)) else data
         beta = self.kl_beta() if training else tf.constant(1.0)
-        parts = self.elbo(x, seed=self._seed(None), beta=beta, training=training)
+        # Under a tf.distribute strategy every replica draws its own noise.
+        seed = trf_random.fold_in_replica(self._seed(None))
+        parts = self.elbo(x, seed=seed, beta=beta, training=training)
         loss = -tf.reduce_mean(parts["elbo"])
         return loss, parts, beta
 
