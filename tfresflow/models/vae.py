@@ -21,9 +21,15 @@ paper's RealNVP posterior takes its parameters from the encoder); ``flow=`` a li
 vector bijectors (or a callable ``c -> bijector``) gives GLOBAL (non-amortised) components
 (:class:`~tfresflow.models.vae_posterior.GlobalFlowComponent`), e.g. residual flows.
 
+The mixture is computed here rather than with :class:`tfresflow.distributions.BoostedFlow`,
+whose components are unconditional distributions: a VAE component is conditional on ``x``
+(through the shared base ``q0(.|x)`` and ``h(x)``) and evaluated at latents with sample
+dimensions. The rules are the same: a component drawn per sample, ``logsumexp`` mixing.
+
 Public API (stable; the boosted stage-wise trainer builds on it). Shapes: ``x [B, H, W, C]``;
 latents ``z [..., B, D]`` with any leading sample dimensions; an *encoding* is the tuple
-``(mu [B, D], log_sigma [B, D], h [B, H])``; methods taking ``x_or_encoding`` accept either.
+``(mu [B, D], log_sigma [B, D], h [B, H])`` (a Python ``tuple``; anything else is taken for
+images); methods taking ``x_or_encoding`` accept either.
 
 * ``encode(x) -> (mu, log_sigma, h)``; ``decode(z) -> logits [..., B, H, W, C]``;
 * ``log_likelihood(x, z) -> log p(x|z) [..., B]``; ``prior_log_prob(z) -> [..., B]``;
@@ -289,7 +295,7 @@ class FlowVAE(keras.Model):
         return comps
 
     def _as_encoding(self, x_or_encoding, training=False):
-        if isinstance(x_or_encoding, (tuple, list)) and len(x_or_encoding) == 3:
+        if isinstance(x_or_encoding, tuple) and len(x_or_encoding) == 3:
             return tuple(tf.convert_to_tensor(t, tf.float32) for t in x_or_encoding)
         return self.encode(x_or_encoding, training=training)
 
