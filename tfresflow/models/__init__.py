@@ -11,3 +11,9 @@ from tfresflow.models.relgrad import (RelativeGradientFlowModel, log_det_weights
 from tfresflow.models.boosted import boosted_coupling_components, boosted_flow  # noqa: F401
 from tfresflow.models.boosted_flow_model import BoostedFlowModel  # noqa: F401
 from tfresflow.boosting import BoostedFlowTrainer, fit_mixture_weight  # noqa: F401
+from tfresflow.models.vae import FlowVAE, kl_warmup_beta  # noqa: F401
+from tfresflow.models.vae_posterior import (ConditionalCouplingFlow,  # noqa: F401
+                                            GlobalFlowComponent, IdentityComponent)
+from tfresflow.models.vae_evaluation import (evaluate_vae,  # noqa: F401
+                                             importance_sampled_log_likelihood,
+                                             vae_log_likelihood, vae_negative_elbo, vae_nll)

@@ -4,3 +4,5 @@ from tfresflow.nets.lipschitz_mlp import LipschitzMLP  # noqa: F401
 from tfresflow.nets.lipschitz_cnn import LipschitzCNN  # noqa: F401
 from tfresflow.nets.densenet import DenseNet  # noqa: F401
 from tfresflow.nets.batched_mlp import BatchedMLP  # noqa: F401
+from tfresflow.nets.gated_conv import (GatedConv2D, GatedConv2DTranspose,  # noqa: F401
+                                       GatedConvDecoder, GatedConvEncoder)
