@@ -582,6 +582,30 @@ class BoostedVAETrainer:
                              "Bernoulli decoder.")
         return x
 
+    # ----------------------------------------------------------------- curves
+    def stage_offsets(self):
+        """``{stage: global step of its first step}`` over the recorded steps (stages in order,
+        each as long as its recorded steps)."""
+        offsets, total = {}, 0
+        for stage in sorted(set(self.steps["stage"])):
+            offsets[stage] = total
+            total += sum(1 for s in self.steps["stage"] if s == stage)
+        return offsets
+
+    def step_curve(self, key="loss"):
+        """``(global steps, values)`` of a per-step record (``loss``, ``recon``, ``beta``,
+        ``rate``, ``blended``) through all stages."""
+        off = self.stage_offsets()
+        steps = [off[s] + t for s, t in zip(self.steps["stage"], self.steps["step"])]
+        return np.asarray(steps), np.asarray(self.steps[key], np.float64)
+
+    def monitor_curve(self, key="fixed_neg_elbo"):
+        """``(global steps, values)`` of a held-out check (``fixed_neg_elbo``,
+        ``new_neg_elbo``, ``mixture_neg_elbo``) through all stages."""
+        off = self.stage_offsets()
+        steps = [off.get(s, 0) + t for s, t in zip(self.monitor["stage"], self.monitor["step"])]
+        return np.asarray(steps), np.asarray(self.monitor[key], np.float64)
+
     # ----------------------------------------------------------------- checkpoints
     def state(self):
         """JSON-serialisable trainer state (weights, trained flags, histories, settings)."""
