@@ -5,8 +5,8 @@ saved model. Everything it writes goes to ``--out`` atomically (``run.json``, ``
 ``metrics.json``, ``density.png``, ``samples.png``, ``model.keras``, ``saved_model/``); the
 run-folder policy (``--resume``, ``--overwrite``) is :mod:`tfresflow.cli.runs`, the checkpointed
 training :func:`tfresflow.models.checkpointing.fit_resumable` (a non-finite loss exits with
-code 3). ``--model boosted`` is handed to :func:`tfresflow.cli.boosted.train_boosted`, ``--model vae``
-to :func:`tfresflow.cli.vae.train_vae`.
+code 3). ``--model boosted`` is handed to :func:`tfresflow.cli.boosted.train_boosted`,
+``--model vae`` to :func:`tfresflow.cli.vae.train_vae`.
 ``evaluate`` and ``sample`` take a run folder, a ``.keras`` file or a SavedModel
 (:mod:`tfresflow.cli.loading`); ``evaluate`` scores the test set of the run's recorded data,
 size and seed unless told otherwise.

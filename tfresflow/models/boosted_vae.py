@@ -616,7 +616,7 @@ class BoostedVAETrainer:
                 "regularization": self.regularization, "shock_fix": self.shock_fix}
 
     def save_checkpoint(self, path):
-        """Writes ``path/`` atomically: ``model.weights.h5`` (every model weight), ``state.json``."""
+        """Writes ``path/`` atomically: ``model.weights.h5`` (all model weights), ``state.json``."""
         return checkpoint.write_checkpoint_dir(path, {"model.weights.h5": self.model},
                                                self.state())
 
