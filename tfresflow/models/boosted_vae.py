@@ -88,7 +88,7 @@ from tfresflow.boosting.weights import (fit_mixture_weight, matching_weight_grad
 from tfresflow.data.batches import step_batches
 from tfresflow.models.vae import kl_warmup_beta
 from tfresflow.models.vae_evaluation import evaluate_vae, vae_negative_elbo
-from tfresflow.validation import check_number, check_positive_int
+from tfresflow.validation import check_choice, check_number, check_positive_int
 
 __all__ = ["BoostedVAETrainer", "shock_rate", "boosted_neg_elbo", "PRIOR_FLOOR"]
 
@@ -481,7 +481,7 @@ class BoostedVAETrainer:
                          for c in range(self.num_components)]
 
     def _run_stage(self, stage, phase, c, steps, x, eval_data, monitor_data, progress_dir,
-                   every):
+                   every, evaluate=True):
         start = time.time()
         fixed, fixed_w = self._fixed(c)
         if self.verbose:
@@ -511,7 +511,7 @@ class BoostedVAETrainer:
                   "num_fixed": len(fixed), "final_loss": float(np.mean(tail)),
                   "rho": float(rho), "rho_iterations": int(iters),
                   "weights": [float(w) for w in self.weights]}
-        if eval_data is not None:
+        if eval_data is not None and evaluate:
             record.update(self.evaluate(eval_data, seed=stage))
         record["seconds"] = time.time() - start
         if self.verbose:
@@ -522,7 +522,7 @@ class BoostedVAETrainer:
 
     def fit(self, x, steps_per_component=1000, finetune_steps=None, finetune_passes=0,
             eval_data=None, monitor_data=None, checkpoint_dir=None, checkpoint_every=None,
-            on_stage_end=None):
+            on_stage_end=None, eval_stages="all"):
         """Runs the remaining stages of :meth:`schedule` (resumes after a restored checkpoint).
 
         Args:
@@ -537,10 +537,14 @@ class BoostedVAETrainer:
           checkpoint_every: with ``checkpoint_dir``, also save within a stage every this many
             steps (``stage_XX.partial``); a resumed ``fit`` continues the stage from there.
           on_stage_end: optional callable ``(trainer, record)`` called after every stage.
+          eval_stages: ``"all"`` (evaluate ``eval_data`` after every stage) or
+            ``"phase_ends"`` (only after the last boosting stage, GBF, and the last
+            fine-tuning stage, GBF+: the importance-sampled NLL is the costly part).
 
         Returns:
           The history (list of per-stage dicts).
         """
+        check_choice(eval_stages, "eval_stages", ("all", "phase_ends"))
         x = self._check_images(x, "x")
         eval_data = None if eval_data is None else self._check_images(eval_data, "eval_data")
         monitor_data = None if monitor_data is None else self._check_images(monitor_data,
@@ -554,14 +558,17 @@ class BoostedVAETrainer:
         every = None
         if checkpoint_dir is not None and checkpoint_every is not None:
             every = check_positive_int(checkpoint_every, "checkpoint_every")
-        for stage, (phase, c) in enumerate(self.schedule(finetune_passes)):
+        schedule = self.schedule(finetune_passes)
+        ends = {self.num_components - 1, len(schedule) - 1}
+        for stage, (phase, c) in enumerate(schedule):
             if stage < len(self.history):
                 continue  # completed before a checkpoint restore
             steps = steps_per_component if phase == "boost" else finetune_steps
             progress_dir = None if every is None else checkpoint.partial_dir(checkpoint_dir,
                                                                              stage)
             record = self._run_stage(stage, phase, c, steps, x, eval_data, monitor_data,
-                                     progress_dir, every)
+                                     progress_dir, every,
+                                     evaluate=eval_stages == "all" or stage in ends)
             self.history.append(record)
             if checkpoint_dir is not None:
                 self.save_checkpoint(os.path.join(checkpoint_dir, f"stage_{stage:02d}"))
