@@ -20,6 +20,7 @@ References:
 """
 import json
 import os
+import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -27,7 +28,8 @@ import tensorflow as tf
 from tfresflow.io import atomic_path, ensure_writable_dir, write_json
 
 __all__ = ["trainer_state", "save_checkpoint", "load_checkpoint", "latest_checkpoint",
-           "StageProgress", "partial_dir", "write_checkpoint_dir", "read_checkpoint_state"]
+           "StageProgress", "partial_dir", "write_checkpoint_dir", "read_checkpoint_state",
+           "run_stages"]
 
 STATE_FILE = "state.json"
 
@@ -158,3 +160,29 @@ class StageProgress:
         self._losses.assign(np.pad(np.asarray(losses, np.float64),
                                    (0, self._losses.shape[0] - len(losses))))
         self._manager.save(checkpoint_number=len(losses))
+
+
+def run_stages(trainer, schedule, run_stage, checkpoint_dir=None, every=None, on_stage_end=None):
+    """Runs the stages of ``schedule`` not yet in ``trainer.history``, checkpointing each.
+
+    ``run_stage(stage, phase, c, progress_dir) -> record`` trains one stage (``progress_dir``:
+    its ``stage_XX.partial`` directory when ``checkpoint_dir`` and ``every`` are given, else
+    None); each record is appended to ``trainer.history``, then ``trainer.save_checkpoint``
+    writes ``checkpoint_dir/stage_XX`` (the partial directory is removed) and
+    ``on_stage_end(trainer, record)`` is called. Stages already in the history (restored from
+    a checkpoint) are skipped, so a resumed run continues after its last completed stage.
+    Returns ``trainer.history``.
+    """
+    for stage, (phase, c) in enumerate(schedule):
+        if stage < len(trainer.history):
+            continue  # completed before a checkpoint restore
+        progress_dir = None if every is None else partial_dir(checkpoint_dir, stage)
+        record = run_stage(stage, phase, c, progress_dir)
+        trainer.history.append(record)
+        if checkpoint_dir is not None:
+            trainer.save_checkpoint(os.path.join(checkpoint_dir, f"stage_{stage:02d}"))
+            if progress_dir is not None:
+                shutil.rmtree(progress_dir, ignore_errors=True)
+        if on_stage_end is not None:
+            on_stage_end(trainer, record)
+    return trainer.history

@@ -74,7 +74,6 @@ References:
   Bowman et al. (2016), "Generating Sentences from a Continuous Space", CoNLL (KL annealing).
 """
 import os
-import shutil
 import time
 
 import keras
@@ -83,8 +82,9 @@ import tensorflow as tf
 
 from tfresflow import random as trf_random
 from tfresflow.boosting import checkpoint
-from tfresflow.boosting.weights import (fit_mixture_weight, matching_weight_gradient,
-                                        mixture_weights_with)
+from tfresflow.boosting.weights import (fit_mixture_weight, fixed_mixture,
+                                        matching_weight_gradient, mixture_weights_with,
+                                        stage_schedule)
 from tfresflow.data.batches import step_batches
 from tfresflow.models.vae import kl_warmup_beta
 from tfresflow.models.vae_evaluation import evaluate_vae, vae_negative_elbo
@@ -227,19 +227,12 @@ class BoostedVAETrainer:
 
     # ----------------------------------------------------------------- randomness
     def _seed(self, tag, *ints):
-        seed = trf_random.fold_in_tag(self.seed, tag)
-        for i in ints:
-            seed = tf.random.experimental.stateless_fold_in(seed, int(i))
-        return seed
+        return trf_random.stream_seed(self.seed, tag, *ints)
 
     # ----------------------------------------------------------------- mixture views
     def _fixed(self, c):
         """Indices and normalised weights of the fixed mixture seen by component ``c``."""
-        idx = [j for j in range(self.num_components) if self.trained[j] and j != c]
-        if not idx:
-            return [], np.zeros(0)
-        w = self.weights[idx]
-        return idx, w / w.sum()
+        return fixed_mixture(self.weights, self.trained, c)
 
     def _set_weights(self, weights):
         self.weights = np.asarray(weights, np.float64)
@@ -476,9 +469,7 @@ class BoostedVAETrainer:
     # ----------------------------------------------------------------- stages
     def schedule(self, finetune_passes=0):
         """Stages as ``(phase, component)``: boost 0..C-1, then ``finetune_passes`` GBF+ passes."""
-        stages = [("boost", c) for c in range(self.num_components)]
-        return stages + [("finetune", c) for _ in range(int(finetune_passes))
-                         for c in range(self.num_components)]
+        return stage_schedule(self.num_components, finetune_passes)
 
     def _run_stage(self, stage, phase, c, steps, x, eval_data, monitor_data, progress_dir,
                    every, evaluate=True):
@@ -560,23 +551,15 @@ class BoostedVAETrainer:
             every = check_positive_int(checkpoint_every, "checkpoint_every")
         schedule = self.schedule(finetune_passes)
         ends = {self.num_components - 1, len(schedule) - 1}
-        for stage, (phase, c) in enumerate(schedule):
-            if stage < len(self.history):
-                continue  # completed before a checkpoint restore
+
+        def run_stage(stage, phase, c, progress_dir):
             steps = steps_per_component if phase == "boost" else finetune_steps
-            progress_dir = None if every is None else checkpoint.partial_dir(checkpoint_dir,
-                                                                             stage)
-            record = self._run_stage(stage, phase, c, steps, x, eval_data, monitor_data,
-                                     progress_dir, every,
-                                     evaluate=eval_stages == "all" or stage in ends)
-            self.history.append(record)
-            if checkpoint_dir is not None:
-                self.save_checkpoint(os.path.join(checkpoint_dir, f"stage_{stage:02d}"))
-                if progress_dir is not None:
-                    shutil.rmtree(progress_dir, ignore_errors=True)
-            if on_stage_end is not None:
-                on_stage_end(self, record)
-        return self.history
+            return self._run_stage(stage, phase, c, steps, x, eval_data, monitor_data,
+                                   progress_dir, every,
+                                   evaluate=eval_stages == "all" or stage in ends)
+
+        return checkpoint.run_stages(self, schedule, run_stage, checkpoint_dir, every,
+                                     on_stage_end)
 
     def _check_images(self, x, name):
         x = np.asarray(x, np.float32)
