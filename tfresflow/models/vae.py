@@ -21,9 +21,15 @@ paper's RealNVP posterior takes its parameters from the encoder); ``flow=`` a li
 vector bijectors (or a callable ``c -> bijector``) gives GLOBAL (non-amortised) components
 (:class:`~tfresflow.models.vae_posterior.GlobalFlowComponent`), e.g. residual flows.
 
+The mixture is computed here rather than with :class:`tfresflow.distributions.BoostedFlow`,
+whose components are unconditional distributions: a VAE component is conditional on ``x``
+(through the shared base ``q0(.|x)`` and ``h(x)``) and evaluated at latents with sample
+dimensions. The rules are the same: a component drawn per sample, ``logsumexp`` mixing.
+
 Public API (stable; the boosted stage-wise trainer builds on it). Shapes: ``x [B, H, W, C]``;
 latents ``z [..., B, D]`` with any leading sample dimensions; an *encoding* is the tuple
-``(mu [B, D], log_sigma [B, D], h [B, H])``; methods taking ``x_or_encoding`` accept either.
+``(mu [B, D], log_sigma [B, D], h [B, H])`` (a Python ``tuple``; anything else is taken for
+images); methods taking ``x_or_encoding`` accept either.
 
 * ``encode(x) -> (mu, log_sigma, h)``; ``decode(z) -> logits [..., B, H, W, C]``;
 * ``log_likelihood(x, z) -> log p(x|z) [..., B]``; ``prior_log_prob(z) -> [..., B]``;
@@ -57,9 +63,13 @@ latents ``z [..., B, D]`` with any leading sample dimensions; an *encoding* is t
   :func:`kl_warmup_beta` the schedule as a function, ``reset_kl_warmup()`` (the boosted trainer
   restarts the warm-up per stage);
 * ``sample(n, seed) -> Bernoulli means sigmoid(decode(z)), z ~ p(z)``;
-* ``fit(x)`` (no labels): Adam-or-any-optimiser training on the mean negative ELBO with the
-  annealed beta over the mixture posterior of the trainable components; metrics ``loss``,
-  ``reconstruction``, ``kl`` (means over the batch), ``beta``.
+* ``fit(x)`` (no labels): Keras training on the mean negative ELBO with the annealed beta
+  (one mixture draw per example; ``kl_step`` advances once per step); metrics ``loss``,
+  ``reconstruction``, ``kl`` (running means over the epoch's batches) and ``beta`` (the last
+  step's). Frozen components do not move; after changing which components train, use a
+  fresh optimiser (or ``compile`` again) when the optimiser was built on other variables.
+  Global residual components get their power iteration refreshed after every step
+  (``LipschitzUpdate``, as ``FlowModel.fit``).
 
 Evaluation (negative ELBO with 3C samples, importance-sampled NLL):
 :mod:`tfresflow.models.vae_evaluation`. SavedModel export: :func:`tfresflow.export.export_vae_saved_model`.
@@ -77,6 +87,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfresflow import random as trf_random
+from tfresflow.lipschitz import LipschitzUpdate, find_lipschitz_layers
 from tfresflow.models.vae_posterior import (ConditionalCouplingFlow, GlobalFlowComponent,
                                             IdentityComponent)
 from tfresflow.nets.gated_conv import GatedConvDecoder, GatedConvEncoder
@@ -284,7 +295,7 @@ class FlowVAE(keras.Model):
         return comps
 
     def _as_encoding(self, x_or_encoding, training=False):
-        if isinstance(x_or_encoding, (tuple, list)) and len(x_or_encoding) == 3:
+        if isinstance(x_or_encoding, tuple) and len(x_or_encoding) == 3:
             return tuple(tf.convert_to_tensor(t, tf.float32) for t in x_or_encoding)
         return self.encode(x_or_encoding, training=training)
 
@@ -543,7 +554,9 @@ class FlowVAE(keras.Model):
     def _step_loss(self, data, training):
         x = data[0] if isinstance(data, (tuple, list)) else data
         beta = self.kl_beta() if training else tf.constant(1.0)
-        parts = self.elbo(x, seed=self._seed(None), beta=beta, training=training)
+        # Under a tf.distribute strategy every replica draws its own noise.
+        seed = trf_random.fold_in_replica(self._seed(None))
+        parts = self.elbo(x, seed=seed, beta=beta, training=training)
         loss = -tf.reduce_mean(parts["elbo"])
         return loss, parts, beta
 
@@ -580,10 +593,24 @@ class FlowVAE(keras.Model):
                              "`y`.")
         if isinstance(x, (np.ndarray, list)):
             x = check_samples(x, self.image_shape, name="x")
+        kwargs["callbacks"] = self._with_lipschitz_update(kwargs.get("callbacks"))
         return super().fit(x, **kwargs)
+
+    def _with_lipschitz_update(self, callbacks):
+        """Adds :class:`~tfresflow.lipschitz.LipschitzUpdate` (power iteration refreshed after
+        every step, as ``FlowModel.fit``) when a global residual component has Lipschitz
+        layers."""
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            return callbacks
+        callbacks = list(callbacks or [])
+        if find_lipschitz_layers(self.components) and not any(
+                isinstance(c, LipschitzUpdate) for c in callbacks):
+            callbacks.append(LipschitzUpdate())
+        return callbacks
 
     def evaluate(self, x=None, y=None, **kwargs):
         """Mean negative ELBO (one draw per example, ``beta = 1``) on images ``x``."""
         if isinstance(x, (np.ndarray, list)):
             x = check_samples(x, self.image_shape, name="x")
+        kwargs["callbacks"] = self._with_lipschitz_update(kwargs.get("callbacks"))
         return super().evaluate(x, y, **kwargs)

@@ -33,6 +33,7 @@ import tensorflow_probability as tfp
 
 from tfresflow import random as trf_random
 from tfresflow.bijectors import tree
+from tfresflow.bijectors.actnorm import ActNorm
 from tfresflow.bijectors.base import KerasBijector
 from tfresflow.bijectors.coupling import coupling_partition
 from tfresflow.bijectors.serialization import deserialize_bijector, serialize_bijector
@@ -169,12 +170,13 @@ class GlobalFlowComponent(keras.layers.Layer):
     ``forward(z0, h) = (f.forward(z0), f.forward_log_det_jacobian(z0))`` and
     ``inverse(z, h) = (f.inverse(z), f.inverse_log_det_jacobian(z))`` (TFP direction,
     ``h`` ignored). The bijector's Keras layers are tracked here, so the VAE trains, saves and
-    freezes them.
+    freezes them. An :class:`~tfresflow.bijectors.ActNorm` step starts at the identity (marked
+    initialised at build): its data-dependent initialisation has no data batch here.
 
     Args:
       bijector: a tfresflow bijector or ``tfb.Chain`` of them over vectors of size
         ``latent_size`` (or its :func:`~tfresflow.bijectors.serialization.serialize_bijector`
-        dict).
+        dict, or a ``FlowModel`` such as ``models.residual_flow(D)``, whose flow is taken).
       latent_size: ``D``.
     """
 
@@ -182,6 +184,9 @@ class GlobalFlowComponent(keras.layers.Layer):
         super().__init__(**kwargs)
         if isinstance(bijector, dict):
             bijector = deserialize_bijector(bijector)
+        if not isinstance(bijector, tfb.Bijector) and \
+                isinstance(getattr(bijector, "bijector", None), tfb.Bijector):
+            bijector = bijector.bijector   # a FlowModel (e.g. models.residual_flow(...))
         if not isinstance(bijector, tfb.Bijector):
             raise TypeError("A global posterior flow must be a tfb.Bijector, got "
                             f"{type(bijector).__name__}.")
@@ -215,6 +220,10 @@ class GlobalFlowComponent(keras.layers.Layer):
     def build(self, input_shape=None):
         for b in self._steps:
             b.build([self.latent_size])
+            if isinstance(b, ActNorm):
+                # No data batch defines a posterior's ActNorm: start at the identity (trained
+                # from there) instead of initialising on whatever latents pass first.
+                b.parameters_layer.initialized.assign(1.0)
         self.built = True
 
     def _kwargs(self, training, seed):

@@ -48,14 +48,16 @@ __all__ = ["GatedConv2D", "GatedConv2DTranspose", "GatedConvEncoder", "GatedConv
 def default_encoder_channels(depth):
     """Sylvester-flows encoder widths: ``(32, 32, 64, 64, 64, 256)`` for depth 6.
 
-    General depth: the first half 32, the rest 64, the last layer 256.
+    General depth: the first third (at least one layer) 32, the rest 64, the last layer 256.
     """
     depth = check_positive_int(depth, "depth")
-    return tuple(256 if i == depth - 1 else (32 if i < depth // 2 else 64) for i in range(depth))
+    return tuple(256 if i == depth - 1 else (32 if i < max(1, depth // 3) else 64)
+                 for i in range(depth))
 
 
 def default_decoder_channels(depth):
-    """Sylvester-flows decoder widths: ``(64, 64, 32, 32, 32, 32)`` for depth 6."""
+    """Sylvester-flows decoder widths: ``(64, 64, 32, 32, 32, 32)`` for depth 6 (general
+    depth: the first third, at least one layer, 64; the rest 32)."""
     depth = check_positive_int(depth, "depth")
     return tuple(64 if i < max(1, depth // 3) else 32 for i in range(depth))
 
