@@ -56,3 +56,25 @@ def test_cli_posterior_needs_model_vae(tmp_path, capsys):
     assert cli.main(["train", "--model", "coupling", "--posterior", "boosted",
                      "--out", str(tmp_path / "x")]) == 2
     assert "--model vae" in capsys.readouterr().err
+
+
+@pytest.mark.slow   # two tiny runs
+def test_cli_vae_resume_continues_after_the_last_stage(tmp_path):
+    import shutil
+
+    from tfresflow import cli
+    out = tmp_path / "vae"
+    argv = ["train", "--model", "vae", "--posterior", "boosted", "--components", "2",
+            "--steps", "3", *TINY]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    done = json.loads((out / "metrics.json").read_text())
+    # As if killed during stage 1: only stage 0's checkpoint and the run's settings remain.
+    for name in ("metrics.json", "model.keras"):
+        (out / name).unlink()
+    shutil.rmtree(out / "saved_model")
+    shutil.rmtree(out / "checkpoints" / "stage_01")
+    assert cli.main(["train", "--resume", str(out), "--quiet"]) == 0
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["history"][0] == done["history"][0]
+    np.testing.assert_allclose(again["steps"]["loss"], done["steps"]["loss"], rtol=1e-5)
+    assert again["history"][1]["rho"] == pytest.approx(done["history"][1]["rho"], rel=1e-5)

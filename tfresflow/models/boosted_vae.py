@@ -166,8 +166,10 @@ class BoostedVAETrainer:
       history: one dict per completed stage.
       steps: per-step records, a dict of lists (``stage``, ``step``, ``loss``, ``recon``,
         ``beta``, ``rate``, ``blended``).
-      monitor: held-out checks, a dict of lists (``stage``, ``step``, ``fixed_neg_elbo``,
-        ``new_neg_elbo``, ``mixture_neg_elbo``).
+      monitor: held-out checks, a dict of lists (``stage``, ``step``, ``fixed_neg_elbo``: the
+        fixed mixture's ``-ELBO``, the trained component itself in stage 0; ``new_neg_elbo``:
+        the component being trained; ``mixture_neg_elbo``: ``(1 - rho_init)`` and ``rho_init``
+        of the two), one draw per image, each scored by its own component's density.
     """
 
     def __init__(self, model, regularization=1.0, log_mixture_floor=PRIOR_FLOOR,
@@ -442,7 +444,8 @@ class BoostedVAETrainer:
         new, big = self.weight_pool(c, x, seed)
         grad = matching_weight_gradient(new, big)
         init = self.rho_init if rho_init is None else rho_init
-        rho, iters, _ = fit_mixture_weight(grad, len(new[0]), init, seed=[self.seed, c, seed],
+        rho, iters, _ = fit_mixture_weight(grad, len(new[0]), init,
+                                           seed=[self.seed % (2 ** 31 - 1), c, int(seed)],
                                            **self.rho_options)
         return rho, iters
 
@@ -489,7 +492,7 @@ class BoostedVAETrainer:
                                        monitor_data, progress_dir, every)
         rho, iters = 1.0, 0
         if fixed:
-            pool = x[np.random.default_rng([self.seed, stage]).choice(
+            pool = x[np.random.default_rng([self.seed % (2 ** 31 - 1), stage]).choice(
                 len(x), min(self.rho_pool_size, len(x)), replace=False)]
             init = self.rho_init if phase == "boost" else float(np.clip(
                 self.weights[c], *self.rho_options["bounds"]))
