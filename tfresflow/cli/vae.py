@@ -16,7 +16,7 @@ training images and the evaluated test images (defaults: all training images, 50
 images). Further settings as ``--option KEY=VALUE`` (:data:`VAE_OPTIONS`): ``latent_size``
 (64), ``context_size``, ``encoder_depth`` / ``decoder_depth`` (6), ``kl_warmup`` (steps of the
 KL warm-up, restarted per stage; default a quarter of ``--steps``), ``finetune_passes``,
-``finetune_steps``, ``regularization`` (lambda), ``floor`` (``prior``, a number or ``none``),
+``finetune_steps``, ``regularization`` (lambda), ``floor`` (a number, default -10, or ``none``),
 ``shock_fix`` (``true``/``false``), ``shock_max_rate``, ``nll_samples`` (importance samples,
 default 500; the paper's 2000 is slow on a CPU), ``rho_step_size``, ``binarization``
 (``bernoulli``/``threshold``, offline sets).
@@ -56,8 +56,6 @@ def _bool(text):
 
 def _floor(text):
     value = str(text).strip().lower()
-    if value == "prior":
-        return "prior"
     if value in ("none", "nan"):
         return None
     return float(value)
