@@ -121,13 +121,20 @@ def test_decoder_shock_rate_schedule(boosted_run):
     assert blended[stage == 1][0] == 0.0
 
 
-def test_no_shock_fix_blends_nothing(digits):
+def test_no_shock_fix_blends_nothing_and_the_encoder_rests(digits):
     x, _ = digits
     trainer = BoostedVAETrainer(tiny_vae(), batch_size=BATCH, shock_fix=False, verbose=0,
                                 rho_pool_size=32, rho_max_iters=2, rho_min_iters=1)
-    trainer.fit(x, steps_per_component=3)
+    snaps = []
+    trainer.fit(x, steps_per_component=3, on_stage_end=lambda t, r: snaps.append(
+        (_snapshot(t.model.encoder), _snapshot(t.model.decoder))))
     assert np.all(np.array(trainer.steps["blended"]) == 0)
     assert np.all(np.array(trainer.steps["rate"]) == 0)
+    # Without blended examples the boosting stage sends no gradient into the encoder
+    # (boost_encoder=False: its outputs are seen with their gradient stopped), and the decoder
+    # learns.
+    assert _same(snaps[0][0], snaps[1][0])
+    assert not _same(snaps[0][1], snaps[1][1])
 
 
 def test_resume_from_a_stage_checkpoint_reproduces_the_next_stage(boosted_run, digits,
@@ -187,8 +194,8 @@ def test_boosted_objective_formula():
                                [3 + 0.5 * 4, 4 + 0.5 * 4])
     log_big = tf.constant([-3.0, -20.0])
     # recon + max(log G, floor) + beta (lam log g - log p); the floor binds on the second.
-    out = boosted_neg_elbo(recon, log_g, log_p, 0.5, log_big, regularization=2.0, floor=log_p)
-    np.testing.assert_allclose(out.numpy(), [3 - 3 + 0.5 * (-2 + 5), 4 - 6 + 0.5 * (-4 + 6)])
+    out = boosted_neg_elbo(recon, log_g, log_p, 0.5, log_big, regularization=2.0, floor=-10.0)
+    np.testing.assert_allclose(out.numpy(), [3 - 3 + 0.5 * (-2 + 5), 4 - 10 + 0.5 * (-4 + 6)])
 
 
 def test_bad_settings_fail_before_training(digits):

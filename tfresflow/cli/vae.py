@@ -17,9 +17,9 @@ images). Further settings as ``--option KEY=VALUE`` (:data:`VAE_OPTIONS`): ``lat
 (64), ``context_size``, ``encoder_depth`` / ``decoder_depth`` (6), ``kl_warmup`` (steps of the
 KL warm-up, restarted per stage; default a quarter of ``--steps``), ``finetune_passes``,
 ``finetune_steps``, ``regularization`` (lambda), ``floor`` (a number, default -10, or ``none``),
-``shock_fix`` (``true``/``false``), ``shock_max_rate``, ``nll_samples`` (importance samples,
-default 500; the paper's 2000 is slow on a CPU), ``rho_step_size``, ``binarization``
-(``bernoulli``/``threshold``, offline sets).
+``shock_fix`` (``true``/``false``), ``shock_max_rate``, ``boost_encoder`` (``true``/``false``),
+``nll_samples`` (importance samples, default 500; the paper's 2000 is slow on a CPU),
+``rho_step_size``, ``binarization`` (``bernoulli``/``threshold``, offline sets).
 
 Writes to ``--out`` (atomically): ``metrics.json`` (``-ELBO`` and importance-sampled NLL with
 standard errors after every stage, the per-step losses), ``stage_losses.png`` (training loss and
@@ -65,11 +65,12 @@ def _floor(text):
 VAE_OPTIONS = {"latent_size": int, "context_size": int, "encoder_depth": int,
                "decoder_depth": int, "kl_warmup": int, "finetune_passes": int,
                "finetune_steps": int, "regularization": float, "floor": _floor,
-               "shock_fix": _bool, "shock_max_rate": float, "nll_samples": int,
+               "shock_fix": _bool, "shock_max_rate": float, "boost_encoder": _bool,
+               "nll_samples": int,
                "rho_step_size": float, "binarization": str}
 #: Options meaningful for the boosted posterior only.
 BOOSTED_ONLY = ("finetune_passes", "finetune_steps", "regularization", "floor", "shock_fix",
-                "shock_max_rate", "rho_step_size")
+                "shock_max_rate", "boost_encoder", "rho_step_size")
 
 
 def add_vae_arguments(train_parser):
@@ -197,6 +198,7 @@ def _trainer(model, args, settings):
     kwargs = {"regularization": settings.get("regularization", 1.0),
               "shock_fix": settings.get("shock_fix", True),
               "shock_max_rate": settings.get("shock_max_rate", 0.5),
+              "boost_encoder": settings.get("boost_encoder", False),
               "rho_step_size": settings.get("rho_step_size", 0.005),
               "eval_samples": settings.get("nll_samples", DEFAULT_NLL_SAMPLES)}
     if "floor" in settings:
