@@ -192,8 +192,8 @@ class BoostedVAETrainer:
 
     def __init__(self, model, regularization=1.0, log_mixture_floor=LOG_MIXTURE_FLOOR,
                  learning_rate=1e-3, clipnorm=None, batch_size=64, kl_warmup_steps=None,
-                 finetune_kl_warmup_steps=0, shock_fix=True,
-                 shock_max_rate=0.5, boost_encoder=False, rho_step_size=0.005, rho_decay=0.05, rho_tolerance=1e-3,
+                 finetune_kl_warmup_steps=0, shock_fix=True, shock_max_rate=0.5,
+                 boost_encoder=False, rho_step_size=0.005, rho_decay=0.05, rho_tolerance=1e-3,
                  rho_max_iters=100, rho_min_iters=10, rho_batch_size=256, rho_pool_size=512,
                  rho_bounds=(5e-4, 0.999), rho_init=None, eval_samples=100, monitor_every=50,
                  seed=0, verbose=1):
