@@ -56,3 +56,59 @@ def save_samples(path, data, samples, limits, title="samples vs data"):
         ax.set_yticks([])
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def save_image_grid(path, images, title="images", columns=8):
+    """A grid of grey-scale images ``[n, H, W]`` or ``[n, H, W, 1]`` (values in [0, 1]; 1 is
+    white) on a mid-grey frame, as PNG."""
+    images = np.asarray(images, np.float32)
+    if images.ndim == 4:
+        images = images[..., 0]
+    if images.ndim != 3 or not len(images):
+        raise ValueError(f"`images` must be [n, H, W] or [n, H, W, 1], got shape "
+                         f"{list(images.shape)}.")
+    n, h, w = images.shape
+    columns = min(int(columns), n)
+    rows = -(-n // columns)
+    grid = np.full((rows * (h + 1) + 1, columns * (w + 1) + 1), 0.5, np.float32)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = image
+    fig, ax = plt.subplots(figsize=(0.5 + 0.45 * columns * max(w, 8) / 8,
+                                    0.7 + 0.45 * rows * max(h, 8) / 8))
+    ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return _save(fig, path)
+
+
+def save_stage_curves(path, panels, boundaries=(), title="loss through the stages",
+                      smooth=1):
+    """Curves over training steps, one panel per entry of ``panels``, stage starts marked.
+
+    Args:
+      path: the PNG to write.
+      panels: list of ``(ylabel, [(label, steps, values), ...])``; ``steps`` are global step
+        numbers (all stages concatenated).
+      boundaries: global steps where a stage starts (dotted vertical lines).
+      title: figure title.
+      smooth: width of a trailing moving average applied to each curve (1: none).
+    """
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.0 * len(panels)), squeeze=False,
+                             sharex=True)
+    for ax, (ylabel, curves) in zip(axes[:, 0], panels):
+        for label, steps, values in curves:
+            values = np.asarray(values, np.float64)
+            if smooth > 1 and len(values) >= smooth:
+                kernel = np.ones(int(smooth)) / int(smooth)
+                head = [values[:i + 1].mean() for i in range(int(smooth) - 1)]
+                values = np.concatenate([head, np.convolve(values, kernel, mode="valid")])
+            ax.plot(steps, values, label=label, lw=1.2)
+        for b in boundaries:
+            ax.axvline(b, color="grey", ls=":", lw=1)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    axes[-1, 0].set_xlabel("training step (all stages)")
+    fig.suptitle(title)
+    return _save(fig, path)

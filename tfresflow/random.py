@@ -65,6 +65,16 @@ def fold_in_tag(seed, tag):
     return tf.random.experimental.stateless_fold_in(as_seed(seed), tag_hash(tag))
 
 
+def stream_seed(seed, tag, *ints):
+    """The seed of the stream ``tag`` of ``seed`` with the integers ``ints`` folded in after it
+    (``stateless_fold_in`` one by one): e.g. ``stream_seed(seed, "train", stage)``, one
+    independent stream per stage."""
+    out = fold_in_tag(seed, tag)
+    for i in ints:
+        out = tf.random.experimental.stateless_fold_in(out, int(i))
+    return out
+
+
 def fold_in_replica(seed):
     """Makes ``seed`` replica-specific inside a ``tf.distribute`` replica context.
 

@@ -20,6 +20,7 @@ References:
 """
 import json
 import os
+import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -27,7 +28,8 @@ import tensorflow as tf
 from tfresflow.io import atomic_path, ensure_writable_dir, write_json
 
 __all__ = ["trainer_state", "save_checkpoint", "load_checkpoint", "latest_checkpoint",
-           "StageProgress", "partial_dir"]
+           "StageProgress", "partial_dir", "write_checkpoint_dir", "read_checkpoint_state",
+           "run_stages"]
 
 STATE_FILE = "state.json"
 
@@ -45,15 +47,39 @@ def trainer_state(trainer):
             "density_objective": trainer.density_objective, "seed": trainer.seed}
 
 
-def save_checkpoint(trainer, path):
-    """Writes the checkpoint directory ``path`` of ``trainer`` atomically; returns ``path``."""
+def write_checkpoint_dir(path, weights, state):
+    """Writes the checkpoint directory ``path`` atomically; returns ``path``.
+
+    ``weights`` maps file names (``*.weights.h5``) to the Keras objects whose weights they hold;
+    ``state`` is the JSON-serialisable dict written to ``state.json``.
+    """
     ensure_writable_dir(os.path.dirname(os.path.abspath(path)), "checkpoint_dir")
     with atomic_path(path) as tmp:
         os.makedirs(tmp)
-        for j, component in enumerate(trainer.components):
-            component.save_weights(os.path.join(tmp, _weights_file(j)))
-        write_json(os.path.join(tmp, STATE_FILE), trainer_state(trainer))
+        for name, obj in weights.items():
+            obj.save_weights(os.path.join(tmp, name))
+        write_json(os.path.join(tmp, STATE_FILE), state)
     return path
+
+
+def read_checkpoint_state(path, what="boosted-flow"):
+    """The ``state.json`` dict of the checkpoint directory ``path``.
+
+    Raises:
+      ValueError: if ``path`` is not a checkpoint (no ``state.json``).
+    """
+    state_file = os.path.join(path, STATE_FILE)
+    if not os.path.isfile(state_file):
+        raise ValueError(f"`path`={path!r} is not a {what} checkpoint (no {STATE_FILE}).")
+    with open(state_file, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def save_checkpoint(trainer, path):
+    """Writes the checkpoint directory ``path`` of ``trainer`` atomically; returns ``path``."""
+    return write_checkpoint_dir(
+        path, {_weights_file(j): c for j, c in enumerate(trainer.components)},
+        trainer_state(trainer))
 
 
 def load_checkpoint(trainer, path):
@@ -63,11 +89,7 @@ def load_checkpoint(trainer, path):
       ValueError: if ``path`` is not a checkpoint, or was written for another number of
         components, event shape or objective.
     """
-    state_file = os.path.join(path, STATE_FILE)
-    if not os.path.isfile(state_file):
-        raise ValueError(f"`path`={path!r} is not a boosted-flow checkpoint (no {STATE_FILE}).")
-    with open(state_file, encoding="utf-8") as f:
-        state = json.load(f)
+    state = read_checkpoint_state(path)
     if state["num_components"] != trainer.num_components or \
             state["event_shape"] != trainer.event_shape or \
             state["objective"] != trainer.objective:
@@ -138,3 +160,29 @@ class StageProgress:
         self._losses.assign(np.pad(np.asarray(losses, np.float64),
                                    (0, self._losses.shape[0] - len(losses))))
         self._manager.save(checkpoint_number=len(losses))
+
+
+def run_stages(trainer, schedule, run_stage, checkpoint_dir=None, every=None, on_stage_end=None):
+    """Runs the stages of ``schedule`` not yet in ``trainer.history``, checkpointing each.
+
+    ``run_stage(stage, phase, c, progress_dir) -> record`` trains one stage (``progress_dir``:
+    its ``stage_XX.partial`` directory when ``checkpoint_dir`` and ``every`` are given, else
+    None); each record is appended to ``trainer.history``, then ``trainer.save_checkpoint``
+    writes ``checkpoint_dir/stage_XX`` (the partial directory is removed) and
+    ``on_stage_end(trainer, record)`` is called. Stages already in the history (restored from
+    a checkpoint) are skipped, so a resumed run continues after its last completed stage.
+    Returns ``trainer.history``.
+    """
+    for stage, (phase, c) in enumerate(schedule):
+        if stage < len(trainer.history):
+            continue  # completed before a checkpoint restore
+        progress_dir = None if every is None else partial_dir(checkpoint_dir, stage)
+        record = run_stage(stage, phase, c, progress_dir)
+        trainer.history.append(record)
+        if checkpoint_dir is not None:
+            trainer.save_checkpoint(os.path.join(checkpoint_dir, f"stage_{stage:02d}"))
+            if progress_dir is not None:
+                shutil.rmtree(progress_dir, ignore_errors=True)
+        if on_stage_end is not None:
+            on_stage_end(trainer, record)
+    return trainer.history

@@ -20,8 +20,6 @@ References:
   Giaquinto & Banerjee (2020), "Gradient Boosted Normalizing Flows", NeurIPS, arXiv:2002.11896
     (eq. 7, Algorithm 1, Sec. 3.3).
 """
-import os
-import shutil
 import time
 
 import keras
@@ -32,8 +30,9 @@ from tfresflow import random as trf_random
 from tfresflow.boosting import checkpoint
 from tfresflow.boosting.log_probs import LogProbTable, compiled_log_prob
 from tfresflow.boosting.objectives import make_objective
-from tfresflow.boosting.weights import (density_weight_gradient, fit_mixture_weight, logsumexp,
-                                        matching_weight_gradient, mixture_weights_with,
+from tfresflow.boosting.weights import (density_weight_gradient, fit_mixture_weight,
+                                        fixed_mixture, logsumexp, matching_weight_gradient,
+                                        mixture_weights_with, stage_schedule,
                                         weighted_log_mixture)
 from tfresflow.distributions.boosted import BoostedFlow, is_flow_model
 from tfresflow.validation import check_number, check_positive_int, check_samples
@@ -140,11 +139,7 @@ class BoostedFlowTrainer:
 
     def _fixed(self, c):
         """Indices and normalised weights of the fixed mixture seen by component ``c``."""
-        idx = [j for j in self._trained_indices() if j != c]
-        if not idx:
-            return [], np.zeros(0)
-        w = self.weights[idx]
-        return idx, w / w.sum()
+        return fixed_mixture(self.weights, self.trained, c)
 
     def _set_weight(self, c, fixed, fixed_w, rho):
         """The mixture becomes ``(1 - rho) G + rho g_c`` (the one place weights change)."""
@@ -153,10 +148,7 @@ class BoostedFlowTrainer:
     # ----------------------------------------------------------------- randomness
     def _seed(self, tag, *ints):
         """The stateless TF seed of the stream ``tag`` (then ``ints`` folded in)."""
-        seed = trf_random.fold_in_tag(self.seed, tag)
-        for i in ints:
-            seed = tf.random.experimental.stateless_fold_in(seed, int(i))
-        return seed
+        return trf_random.stream_seed(self.seed, tag, *ints)
 
     def _numpy_seed(self, tag):
         """The numpy seed of the stream ``tag`` (for ``np.random.default_rng``)."""
@@ -347,9 +339,7 @@ class BoostedFlowTrainer:
 
     def schedule(self, finetune_passes=0):
         """Stages as ``(phase, component)``: boost 0..C-1, then ``finetune_passes`` GBF+ passes."""
-        stages = [("boost", c) for c in range(self.num_components)]
-        return stages + [("finetune", c) for _ in range(int(finetune_passes))
-                         for c in range(self.num_components)]
+        return stage_schedule(self.num_components, finetune_passes)
 
     def fit(self, x=None, steps_per_component=1000, finetune_steps=None, finetune_passes=0,
             validation_data=None, checkpoint_dir=None, checkpoint_every=None,
@@ -385,22 +375,14 @@ class BoostedFlowTrainer:
         every = None
         if checkpoint_dir is not None and checkpoint_every is not None:
             every = check_positive_int(checkpoint_every, "checkpoint_every")
-        for stage, (phase, c) in enumerate(self.schedule(finetune_passes)):
-            if stage < len(self.history):
-                continue  # completed before a checkpoint restore
+
+        def run_stage(stage, phase, c, progress_dir):
             steps = steps_per_component if phase == "boost" else finetune_steps
-            progress_dir = None if every is None else checkpoint.partial_dir(checkpoint_dir,
-                                                                             stage)
-            record = self._run_stage(stage, phase, c, steps, table, val_table, progress_dir,
-                                     every)
-            self.history.append(record)
-            if checkpoint_dir is not None:
-                self.save_checkpoint(os.path.join(checkpoint_dir, f"stage_{stage:02d}"))
-                if progress_dir is not None:
-                    shutil.rmtree(progress_dir, ignore_errors=True)
-            if on_stage_end is not None:
-                on_stage_end(self, record)
-        return self.history
+            return self._run_stage(stage, phase, c, steps, table, val_table, progress_dir,
+                                   every)
+
+        return checkpoint.run_stages(self, self.schedule(finetune_passes), run_stage,
+                                     checkpoint_dir, every, on_stage_end)
 
     def refit_weight(self, c, x=None, rho_init=None):
         """Re-fits the weight of trained component ``c`` against the others (Algorithm 1).

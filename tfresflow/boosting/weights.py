@@ -29,7 +29,8 @@ import numpy as np
 from tfresflow.validation import check_number, check_positive_int
 
 __all__ = ["log_mixture", "logsumexp", "weighted_log_mixture", "density_weight_gradient",
-           "matching_weight_gradient", "fit_mixture_weight", "mixture_weights_with"]
+           "matching_weight_gradient", "fit_mixture_weight", "mixture_weights_with",
+           "fixed_mixture", "stage_schedule"]
 
 
 def log_mixture(rho, log_big, log_new):
@@ -67,6 +68,24 @@ def mixture_weights_with(num_components, fixed, fixed_weights, c, rho):
     weights[list(fixed)] = (1.0 - rho) * np.asarray(fixed_weights, np.float64)
     weights[c] = rho
     return weights
+
+
+def fixed_mixture(weights, trained, c):
+    """Indices and normalised weights of the fixed mixture ``G`` that component ``c`` is
+    trained against: every *other* trained component (``([], [])`` when there is none)."""
+    idx = [j for j in range(len(weights)) if trained[j] and j != c]
+    if not idx:
+        return [], np.zeros(0)
+    w = np.asarray(weights, np.float64)[idx]
+    return idx, w / w.sum()
+
+
+def stage_schedule(num_components, finetune_passes=0):
+    """Stages as ``(phase, component)``: ``("boost", c)`` for ``c = 0 .. C-1``, then
+    ``finetune_passes`` GBF+ passes of ``("finetune", c)`` (Sec. 3.3)."""
+    stages = [("boost", c) for c in range(int(num_components))]
+    return stages + [("finetune", c) for _ in range(int(finetune_passes))
+                     for c in range(int(num_components))]
 
 
 def density_weight_gradient(log_new, log_big):

@@ -37,7 +37,8 @@ STAGING = ".overwrite"
 #: Names a run writes into its folder (what counts as "a previous run", and what
 #: ``--overwrite`` replaces; other files in ``--out`` are left alone).
 RUN_ENTRIES = (RUN_FILE, METRICS_FILE, CHECKPOINTS, "model.keras", "saved_model",
-               "density.png", "samples.png", "target.png", "stage_*_density.png")
+               "density.png", "samples.png", "target.png", "stage_*_density.png",
+               "stage_losses.png", "reconstructions.png")
 #: Options that may differ from the recorded run on ``--resume``.
 FREE_ON_RESUME = frozenset({"quiet", "verbose", "checkpoint_every"})
 #: Namespace entries that are not settings of the run.

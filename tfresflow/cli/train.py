@@ -5,7 +5,8 @@ saved model. Everything it writes goes to ``--out`` atomically (``run.json``, ``
 ``metrics.json``, ``density.png``, ``samples.png``, ``model.keras``, ``saved_model/``); the
 run-folder policy (``--resume``, ``--overwrite``) is :mod:`tfresflow.cli.runs`, the checkpointed
 training :func:`tfresflow.models.checkpointing.fit_resumable` (a non-finite loss exits with
-code 3). ``--model boosted`` is handed to :func:`tfresflow.cli.boosted.train_boosted`.
+code 3). ``--model boosted`` is handed to :func:`tfresflow.cli.boosted.train_boosted`,
+``--model vae`` to :func:`tfresflow.cli.vae.dispatch`.
 ``evaluate`` and ``sample`` take a run folder, a ``.keras`` file or a SavedModel
 (:mod:`tfresflow.cli.loading`); ``evaluate`` scores the test set of the run's recorded data,
 size and seed unless told otherwise.
@@ -21,6 +22,7 @@ from tfresflow.cli import loading, report, runs
 from tfresflow.cli.arguments import (add_n_steps, int_list, option, output_file, positive_float,
                                      positive_int)
 from tfresflow.cli.boosted import train_boosted
+from tfresflow.cli import vae
 
 DEFAULT_DATA = "checkerboard"
 DEFAULT_MODEL = "coupling"
@@ -46,7 +48,9 @@ def add_commands(subparsers):
                        help="hidden widths, e.g. 64,64")
     add_n_steps(train, None, "number of flow steps (blocks)")
     train.add_argument("--components", type=positive_int, default=None,
-                       help="mixture components of --model boosted (default 4)")
+                       help="mixture components of --model boosted (default 4) or of "
+                            "--model vae --posterior boosted (default 2)")
+    vae.add_vae_arguments(train)
     train.add_argument("--option", type=option, action="append", default=[],
                        metavar="KEY=VALUE", help="extra model option (repeatable)")
     train.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA)")
@@ -104,6 +108,9 @@ def run_train(args):
     from tfresflow import io
     from tfresflow.models import MODEL_BUILDERS
 
+    metrics = vae.dispatch(args)   # --model vae (or its --resume): binarised images, a VAE
+    if metrics is not None:
+        return metrics
     if args.model not in MODEL_BUILDERS:
         raise ValueError(f"Unknown --model {args.model!r}; choose one of "
                          f"{sorted(MODEL_BUILDERS)}.")
