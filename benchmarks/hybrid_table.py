@@ -24,14 +24,12 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 import tfresflow as trf
 from tfresflow import evaluation, io
 from tfresflow import random as trf_random
 from tfresflow.data import dequantization
-from tfresflow.data.batches import step_batches
-from tfresflow.data.images import IMAGE_DATASETS, load_images
+from tfresflow.data.images import IMAGE_DATASETS, labelled_image_batches, load_images
 from tfresflow.models import HybridFlowModel, build_model, count_parameters
 
 LAMBDAS = ("0", "1/D", "1")
@@ -39,23 +37,6 @@ LAMBDAS = ("0", "1/D", "1")
 
 def parse_lambda(text):
     return "1/D" if text.strip().upper() == "1/D" else float(text)
-
-
-def labelled_batches(images, labels, batch_size, seed, steps):
-    """``(dequantised images, labels)`` batches of steps ``0..steps-1`` (fresh noise per step),
-    shuffled as :func:`tfresflow.data.batches.step_batches` shuffles examples."""
-    images_t = tf.constant(images)
-    labels_t = tf.constant(labels.astype(np.int32))
-    noise_seed = trf_random.fold_in_tag(seed, "data/dequantize")
-
-    def transform(index, step):
-        batch = tf.gather(images_t, index)
-        x = dequantization.dequantize(
-            batch, tf.random.experimental.stateless_fold_in(noise_seed, step))
-        return x, tf.gather(labels_t, index)
-
-    return step_batches(np.arange(len(images)), batch_size, seed, stop_step=steps,
-                        transform=transform)
 
 
 def residual_options(args, alpha):
@@ -72,7 +53,7 @@ def coupling_options(args, alpha, hidden):
 def make_hybrid(kind, shape, options, lam, args):
     keras.utils.set_random_seed(args.seed)
     flow = build_model(kind, shape, seed=args.seed, **options)
-    return HybridFlowModel(flow, num_classes=10, lam=lam, branch_channels=args.branch_channels,
+    return HybridFlowModel(flow, num_classes=args.num_classes, lam=lam, branch_channels=args.branch_channels,
                            seed=args.seed)
 
 
@@ -94,7 +75,8 @@ def run(name, kind, options, lam, data, args):
     model = make_hybrid(kind, shape, options, lam, args)
     params = count_parameters(model)
     model.compile(optimizer=keras.optimizers.Adam(args.lr))
-    ds = labelled_batches(train_x, train_y, args.batch_size, args.seed, args.steps)
+    ds = labelled_image_batches(train_x, train_y, args.batch_size, args.seed,
+                                stop_step=args.steps)
     start = time.time()
     history = model.fit(ds, epochs=1, steps_per_epoch=args.steps, shuffle=False, verbose=0)
     train_seconds = time.time() - start
@@ -149,6 +131,7 @@ def main():
     args = parser.parse_args()
     io.check_output_file(args.out, "--out")
     spec = IMAGE_DATASETS.lookup(args.data, "--data")
+    args.num_classes = spec.num_classes
     train = load_images(args.data, "train", seed=args.seed)
     test = load_images(args.data, "test", seed=args.seed, max_examples=args.max_test)
     shape = list(train[0].shape[1:])

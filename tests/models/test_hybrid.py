@@ -159,14 +159,17 @@ def test_bad_arguments_give_clear_errors(exact_model):
     model = HybridFlowModel(flow, num_classes=3, branch_channels=4)
     model.compile(optimizer="adam")
     x = _pixels(4)
-    with pytest.raises(ValueError, match=r"`y` must hold labels in 0\.\.2"):
+    with pytest.raises(ValueError, match=r"`y` must hold class indices 0\.\.2"):
         model.fit(x, np.array([0, 1, 2, 3]), verbose=0)
-    with pytest.raises(ValueError, match=r"`y` must hold labels in 0\.\.2"):
+    with pytest.raises(ValueError, match="`y` must be class indices >= 0"):
         model.fit(x, np.array([0, -1, 2, 1]), verbose=0)
-    with pytest.raises(ValueError, match="`y` must be a vector of 4"):
+    with pytest.raises(ValueError, match=r"`y` must be an integer array \[4\]"):
         model.fit(x, np.array([0, 1]), verbose=0)
-    with pytest.raises(ValueError, match="integer class labels"):
+    with pytest.raises(ValueError, match=r"`y` must be an integer array \[4\]"):
         model.fit(x, np.array([0, 1.5, 2, 1]), verbose=0)
+    with pytest.raises(ValueError, match=r"`validation_data\[1\]` must hold class indices"):
+        model.fit(x, np.array([0, 1, 2, 1]), validation_data=(x, np.array([0, 1, 2, 5])),
+                  verbose=0)
     with pytest.raises(ValueError, match="needs class labels"):
         model.fit(x, verbose=0)
 

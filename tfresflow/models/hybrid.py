@@ -66,6 +66,7 @@ from tfresflow.bijectors import tree
 from tfresflow.bijectors.actnorm import ActNormParameters
 from tfresflow.bijectors.squeeze import Squeeze
 from tfresflow.data.dequantization import check_n_bits
+from tfresflow.data.images import check_labels
 from tfresflow.models.flow_model import FlowModel, StopOnNonFiniteLoss
 from tfresflow.validation import check_number, check_positive_int, check_samples
 
@@ -393,16 +394,10 @@ class HybridFlowModel(keras.Model):
         if y is None:
             raise ValueError(f"HybridFlowModel needs class labels `{name_y}` (integers "
                              f"0..{self.num_classes - 1}).")
-        labels = np.asarray(y)
-        if labels.ndim != 1 or len(labels) != len(x):
-            raise ValueError(f"`{name_y}` must be a vector of {len(x)} class labels, got shape "
-                             f"{list(labels.shape)}.")
-        if labels.size and (not np.all(np.isfinite(labels.astype(np.float64)))
-                            or not np.all(labels == np.round(labels))):
-            raise ValueError(f"`{name_y}` must hold integer class labels.")
-        if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise ValueError(f"`{name_y}` must hold labels in 0..{self.num_classes - 1}, got "
-                             f"values in {int(labels.min())}..{int(labels.max())}.")
+        labels = check_labels(y, len(x), name=name_y)
+        if labels.size and labels.max() >= self.num_classes:
+            raise ValueError(f"`{name_y}` must hold class indices 0..{self.num_classes - 1} "
+                             f"(num_classes={self.num_classes}), got {int(labels.max())}.")
         return x, labels.astype(np.int32)
 
     def fit(self, x=None, y=None, **kwargs):
