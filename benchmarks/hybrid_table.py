@@ -119,6 +119,8 @@ def main():
     parser.add_argument("--scales", type=int, default=3)
     parser.add_argument("--blocks", type=int, default=1, help="blocks per scale")
     parser.add_argument("--hidden", type=int, default=32, help="residual hidden channels")
+    parser.add_argument("--coupling-hidden", type=int, default=None,
+                        help="coupling hidden channels (default: matched parameter count)")
     parser.add_argument("--branch-channels", type=int, default=64)
     parser.add_argument("--eval-terms", type=int, default=5,
                         help="exact terms of the unbiased log-det at evaluation")
@@ -146,33 +148,50 @@ def main():
         else:
             target = count_parameters(make_hybrid(
                 "resflow-image", shape, residual_options(args, spec.alpha), 0.0, args))
-            hidden, n = matched_coupling_hidden(shape, target, args, spec.alpha)
+            if args.coupling_hidden is None:
+                hidden, n = matched_coupling_hidden(shape, target, args, spec.alpha)
+            else:
+                hidden = args.coupling_hidden
+                n = count_parameters(make_hybrid("coupling-image", shape, coupling_options(
+                    args, spec.alpha, hidden), 0.0, args))
             print(f"coupling hidden channels {hidden}: {n:,} parameters vs residual {target:,}",
                   flush=True)
             configs["coupling"] = ("coupling-image", coupling_options(args, spec.alpha, hidden))
-    results = []
-    for name, (kind, options) in configs.items():
-        for lam in map(parse_lambda, args.lambdas.split(",")):
-            results.append(run(name, kind, options, lam, data, args))
-    by = {(r["model"], r["lambda"]): r for r in results}
-    criterion = None
-    if ("residual", "0.0") in by and ("residual", "1/D") in by:
-        gap = by[("residual", "0.0")]["test_accuracy"] - by[("residual", "1/D")]["test_accuracy"]
-        criterion = {"accuracy_drop_points_1_over_D_vs_0": 100 * gap,
-                     "within_3_points": bool(100 * gap <= 3.0)}
     settings = {k: v for k, v in vars(args).items()}
     settings.update(dataset_shape=shape, n_train=int(len(train[0])), n_test=int(len(test[0])),
                     alpha=spec.alpha, cpu_threads=os.cpu_count(),
                     configs={k: {"builder": v[0], **{o: (repr(w) if o == "logdet" else w)
                                                      for o, w in v[1].items()}}
                              for k, v in configs.items()})
-    table = markdown(results)
-    io.write_json(args.out, {"settings": settings, "results": results,
-                             "criterion_residual": criterion, "markdown": table})
-    print(table)
-    print("criterion (residual, lambda = 1/D within 3 points of lambda = 0):",
-          json.dumps(criterion))
+    # The residual lambda = 0 and 1/D runs (the criterion) first, then alternating, so a run
+    # cut short has the most informative rows; the JSON is rewritten after every run.
+    lams = [parse_lambda(t) for t in args.lambdas.split(",")]
+    order = [(name, lam) for lam in lams for name in configs]
+    order.sort(key=lambda item: (str(item[1]) == "1.0", item[0] != "residual"))
+    results = []
+    for name, lam in order:
+        kind, options = configs[name]
+        results.append(run(name, kind, options, lam, data, args))
+        write(args.out, settings, results, len(order))
 
+
+def write(path, settings, results, n_runs):
+    """Writes the JSON (results so far, the criterion, the markdown table); returns the table."""
+    by = {(r["model"], r["lambda"]): r for r in results}
+    criterion = None
+    if ("residual", "0.0") in by and ("residual", "1/D") in by:
+        gap = by[("residual", "0.0")]["test_accuracy"] - by[("residual", "1/D")]["test_accuracy"]
+        criterion = {"accuracy_drop_points_1_over_D_vs_0": 100 * gap,
+                     "within_3_points": bool(100 * gap <= 3.0)}
+    rows = sorted(results, key=lambda r: (r["model"] != "residual", r["lambda_value"]))
+    table = markdown(rows)
+    io.write_json(path, {"settings": settings, "results": rows, "complete": len(rows) == n_runs,
+                         "criterion_residual": criterion, "markdown": table})
+    if len(rows) == n_runs:
+        print(table)
+        print("criterion (residual, lambda = 1/D within 3 points of lambda = 0):",
+              json.dumps(criterion), flush=True)
+    return table
 
 if __name__ == "__main__":
     main()

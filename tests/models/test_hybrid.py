@@ -83,7 +83,10 @@ def test_joint_log_prob_is_the_wrapped_flows():
     seed = tf.constant([3, 4])
     flow_lp = model.flow.log_prob(tf.constant(x), seed=seed).numpy()
     np.testing.assert_array_equal(model.log_prob(tf.constant(x), seed=seed).numpy(), flow_lp)
-    joint_lp, _ = model.log_prob_and_logits(tf.constant(x), seed=seed)
+    joint_lp, joint_logits = model.log_prob_and_logits(tf.constant(x), seed=seed)
+    # classify's value-only pass (no log-dets) reads the same features.
+    np.testing.assert_allclose(model.logits(tf.constant(x)).numpy(), joint_logits.numpy(),
+                               rtol=1e-5, atol=1e-6)
     # Equal up to float32 rounding of a sum of per-step log-dets of size ~100 (summed in
     # another order than tfb.Chain's).
     np.testing.assert_allclose(joint_lp.numpy(), flow_lp, rtol=1e-5, atol=1e-4)
