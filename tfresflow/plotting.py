@@ -1,4 +1,5 @@
-"""Figures for 2-D flows: density heat-maps and samples next to data (PNG, written atomically)."""
+"""Figures: density heat-maps and samples next to data for 2-D flows, grids of image samples
+(PNG, written atomically)."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -55,4 +56,40 @@ def save_samples(path, data, samples, limits, title="samples vs data"):
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def image_grid(images, columns=None):
+    """Tiles ``[n, H, W, C]`` images (C = 1 or 3) into one ``[rows H, columns W, C]`` array.
+
+    ``columns`` defaults to ``ceil(sqrt(n))``; empty cells of the last row stay 0 (black).
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or len(images) == 0:
+        raise ValueError(f"`images` must be a non-empty array [n, H, W, C] with C = 1 or 3, "
+                         f"got shape {list(images.shape)}.")
+    n, h, w, c = images.shape
+    columns = int(np.ceil(np.sqrt(n))) if columns is None else int(columns)
+    rows = int(np.ceil(n / columns))
+    grid = np.zeros((rows * h, columns * w, c), images.dtype)
+    for i, image in enumerate(images):
+        r, q = divmod(i, columns)
+        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = image
+    return grid
+
+
+def save_image_grid(path, images, title=None, columns=None):
+    """uint8 ``[n, H, W, C]`` images (e.g. :func:`tfresflow.data.dequantization.quantize` of
+    samples) as one grid PNG (:func:`image_grid`), grey-scale for one channel."""
+    grid = image_grid(images, columns)
+    rows, cols = grid.shape[0] / images.shape[1], grid.shape[1] / images.shape[2]
+    fig, ax = plt.subplots(figsize=(max(2.0, 0.6 * cols), max(2.0, 0.6 * rows) + 0.3))
+    if grid.shape[-1] == 1:
+        ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(grid, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
     return _save(fig, path)

@@ -1,0 +1,409 @@
+"""Image flows on the command line: ``tfresflow train --data mnist5k --model resflow-image``.
+
+``tfresflow train`` hands a run to :func:`train_image` when ``--model`` is an image model
+(:data:`IMAGE_MODELS`) or ``--data`` an image dataset (``digits``, ``mnist5k``, ``tfds:mnist``,
+``tfds:cifar10``, ``tfds:svhn_cropped``, ``tfds:celeb_a``; :data:`tfresflow.data.images.
+IMAGE_DATASETS`); a model that does not fit the data is refused first
+(:func:`check_image_run`, exit code 2), before anything is loaded or built.
+
+**Model.** A small default configuration, :data:`SMALL_CONFIG` (3 scales x 2 blocks, 32 hidden
+channels / growth 16, one fully connected block), which trains on MNIST-5k in a few minutes on
+2 CPU cores; every option of the builder (:mod:`tfresflow.models.image`) is settable by
+``--option KEY=VALUE``, e.g. the papers' MNIST / CIFAR-10 Residual Flow (Chen et al., 2019,
+App. E), :data:`PAPER_CONFIG`. The logit transform's ``alpha`` is the dataset's (1e-5 for
+MNIST and digits, 0.05 otherwise).
+
+**Training** (the papers' recipe, Residual Flows App. E; i-DenseNets App. B): uniform
+dequantisation with fresh noise every step (:func:`tfresflow.data.images.image_batches`;
+random horizontal flips where the papers use them: CIFAR-10, CelebA), batch 64, Adam with
+learning rate 1e-3 and decoupled weight decay 5e-4 (Loshchilov & Hutter, 2019, in Keras' form
+``theta <- theta - lr * wd * theta`` outside the adaptive step), and an exponential moving
+average of the weights with decay 0.999 (Polyak & Juditsky, 1992; Keras' optimizer
+``use_ema``), which evaluation, sampling and the saved models use. Checkpoints and ``--resume``
+are those of every run (:func:`tfresflow.models.checkpointing.fit_resumable`; the EMA is part of
+the optimiser state).
+
+**Results** in ``--out``: ``metrics.json`` with the test bits/dim and its standard error
+(:func:`tfresflow.evaluation.image_bits_per_dim`: the evaluation-mode log-det estimator, 20
+exact terms plus an unbiased tail for residual blocks, one dequantisation draw per test
+image), ``samples.png`` (a grid of samples drawn by the fixed-point inverse, whose round-trip
+residual :func:`tfresflow.evaluation.samples_with_inverse_residual` is in ``metrics.json``),
+``model.keras`` and ``saved_model/``. ``tfresflow evaluate RUN`` scores the same test images
+(:func:`run_evaluate`) and ``tfresflow sample RUN --out grid.png`` draws a grid
+(:func:`run_sample`).
+
+TensorFlow is imported when a command runs, not when this module is imported.
+
+References:
+  Chen, Behrmann, Duvenaud & Jacobsen (2019), "Residual Flows for Invertible Generative
+    Modeling", NeurIPS, arXiv:1906.02735 (Appendix E: architecture, optimisation, EMA).
+  Perugachi-Diaz, Tomczak & Bhulai (2021), "Invertible DenseNets with Concatenated LipSwish",
+    NeurIPS, arXiv:2102.02694 (Appendix B).
+  Loshchilov & Hutter (2019), "Decoupled Weight Decay Regularization", ICLR, arXiv:1711.05101.
+  Polyak & Juditsky (1992), "Acceleration of stochastic approximation by averaging", SIAM J.
+    Control Optim. 30(4).
+"""
+import functools
+import inspect
+import os
+import time
+
+import numpy as np
+
+from tfresflow.cli import report, runs
+from tfresflow.cli.arguments import positive_float
+
+#: The image model builders of :data:`tfresflow.models.MODEL_BUILDERS` (``coupling-image``
+#: where the installed version has it).
+IMAGE_MODELS = ("resflow-image", "idensenet-image", "coupling-image")
+#: Defaults of an image run where ``--steps`` / ``--batch-size`` / ... are not given.
+DEFAULT_STEPS = 300
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_WEIGHT_DECAY = 5e-4
+DEFAULT_EMA_DECAY = 0.999
+#: Seed of the offline datasets' train/test split: the same test images for every ``--seed``.
+SPLIT_SEED = 0
+#: Samples drawn for ``samples.png`` (an 8 x 8 grid).
+GRID_SAMPLES = 64
+
+#: The command line's small default configuration per model (each key settable by --option;
+#: keys a builder does not take are left out).
+SMALL_CONFIG = {
+    "resflow-image": dict(scales=3, blocks_per_scale=2, hidden_channels=32, fc_blocks=1,
+                          fc_hidden_units=(64, 64)),
+    "idensenet-image": dict(scales=3, blocks_per_scale=2, depth=3, growth=16, fc_blocks=1,
+                            fc_growth=16),
+    "coupling-image": dict(scales=3, blocks_per_scale=2, hidden_channels=32, fc_blocks=1),
+}
+#: The papers' configurations (the builders' own defaults), for ``--help`` and the README.
+PAPER_CONFIG = {
+    "resflow-image": "scales=3 blocks_per_scale=16 hidden_channels=512 fc_blocks=4 "
+                     "fc_hidden_units=(128,128)",
+    "idensenet-image": "scales=3 blocks_per_scale=16 depth=3 growth=172 fc_blocks=4 "
+                       "fc_growth=32",
+}
+
+
+def _ema_decay(text):
+    """``--ema-decay``: a number in [0, 1) (0: no averaging)."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def _nonnegative_float(text):
+    import argparse
+
+    if text.strip() in ("0", "0.0"):
+        return 0.0
+    try:
+        return positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+
+
+def config_help():
+    """The ``--help`` text of the image defaults."""
+    small = "; ".join(f"{k}: " + " ".join(f"{o}={v}" for o, v in c.items())
+                      for k, c in SMALL_CONFIG.items() if k in PAPER_CONFIG)
+    paper = "; ".join(f"{k}: {v}" for k, v in PAPER_CONFIG.items())
+    return (f"Image models ({', '.join(IMAGE_MODELS)}) on image data (digits, mnist5k, "
+            f"tfds:NAME) default to a small configuration ({small}) that trains in minutes on "
+            f"2 CPU cores; the papers' ({paper}) is set by --option KEY=VALUE. Image runs "
+            f"default to --steps {DEFAULT_STEPS}, --batch-size {DEFAULT_BATCH_SIZE}, all "
+            "images of the train and test splits (--n-train / --n-test cap them).")
+
+
+def add_arguments(train):
+    """Adds the image-only options of ``tfresflow train``."""
+    train.add_argument("--weight-decay", type=_nonnegative_float, default=None,
+                       help="decoupled weight decay of Adam, image models only (default "
+                            f"{DEFAULT_WEIGHT_DECAY:g}, the papers'; 0: none)")
+    train.add_argument("--ema-decay", type=_ema_decay, default=None,
+                       help="decay of the moving average of the weights used for evaluation, "
+                            f"sampling and the saved model, image models only (default "
+                            f"{DEFAULT_EMA_DECAY:g}, the papers'; 0: none)")
+
+
+# --------------------------------------------------------------------------- validation
+def _image_datasets():
+    from tfresflow.data.images import IMAGE_DATASETS
+    return IMAGE_DATASETS
+
+
+def is_image_data(spec):
+    """True when ``--data spec`` names an image dataset (or asks for a TFDS one)."""
+    return spec in _image_datasets() or str(spec).startswith("tfds:")
+
+
+def is_image_model(name):
+    """True for the image model builders (:data:`IMAGE_MODELS`)."""
+    return name in IMAGE_MODELS
+
+
+def check_image_run(args):
+    """Whether ``args`` is an image run; a ValueError for a model that does not fit the data.
+
+    Checked before anything is loaded or built: an image model needs an image dataset and a
+    vector model vector data (toy densities, ``.npy`` files); the image-only options need an
+    image model, and the vector-model architecture options (``--hidden``, ``--n-steps``,
+    ``--components``) a vector model.
+    """
+    datasets = sorted(_image_datasets())
+    image_model, image_data = is_image_model(args.model), is_image_data(args.data)
+    if image_model and not image_data:
+        raise ValueError(f"--model {args.model} is an image model; --data {args.data!r} is not "
+                         f"an image dataset (choose one of {datasets}).")
+    if image_data and not image_model:
+        raise ValueError(f"--data {args.data} is an image dataset; --model {args.model!r} is a "
+                         f"vector model (choose an image model: {', '.join(_builders())}).")
+    if image_data and args.data not in _image_datasets():
+        raise ValueError(f"Unknown image dataset --data {args.data!r}; choose one of "
+                         f"{datasets}.")
+    if not image_model:
+        given = [f"--{k.replace('_', '-')}" for k in ("weight_decay", "ema_decay")
+                 if getattr(args, k, None) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to "
+                             f"image models only, not --model {args.model}.")
+        return False
+    given = [f"--{k.replace('_', '-')}" for k in ("hidden", "n_steps", "components")
+             if getattr(args, k, None) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} set vector models; configure --model "
+                         f"{args.model} with --option KEY=VALUE (e.g. --option "
+                         "blocks_per_scale=4 --option hidden_channels=64).")
+    return True
+
+
+def _builders():
+    from tfresflow.models import MODEL_BUILDERS
+    return [m for m in IMAGE_MODELS if m in MODEL_BUILDERS]
+
+
+def resolve_defaults(args):
+    """Fills the options an image run left unset (``None``) with the image defaults."""
+    if args.steps is None:
+        args.steps = DEFAULT_STEPS
+    if args.batch_size is None:
+        args.batch_size = DEFAULT_BATCH_SIZE
+    if args.weight_decay is None:
+        args.weight_decay = DEFAULT_WEIGHT_DECAY
+    if args.ema_decay is None:
+        args.ema_decay = DEFAULT_EMA_DECAY
+    return args
+
+
+def default_out(args):
+    """``runs/MODEL-DATA`` with the dataset's ``:`` (``tfds:mnist``) made ``-``."""
+    return os.path.join("runs", f"{args.model}-{str(args.data).replace(':', '-')}")
+
+
+def model_options(args, dataset):
+    """The builder options of the run: :data:`SMALL_CONFIG`, the dataset's logit ``alpha`` and
+    the run's seed, each overridden by ``--option``; only keys the builder takes (a key given
+    by ``--option`` that it does not take is left in, for the builder to refuse)."""
+    from tfresflow.models import MODEL_BUILDERS
+
+    builder = MODEL_BUILDERS.lookup(args.model, "--model")
+    takes = set(inspect.signature(builder).parameters)
+    opts = {k: v for k, v in SMALL_CONFIG.get(args.model, {}).items() if k in takes}
+    if "alpha" in takes:
+        opts["alpha"] = dataset.alpha
+    opts["seed"] = args.seed
+    opts.update(dict(args.option))
+    return opts
+
+
+# --------------------------------------------------------------------------- data
+def load_split(name, split, max_examples):
+    """uint8 images (and labels) of one split of the image dataset ``name``.
+
+    The offline sets are split with :data:`SPLIT_SEED`, whatever the run's ``--seed``.
+    """
+    from tfresflow.data.images import load_images
+
+    return load_images(name, split, seed=SPLIT_SEED, max_examples=max_examples)
+
+
+# --------------------------------------------------------------------------- train
+def build_and_compile(args, dataset):
+    """The image model of ``args`` (``build_model`` with :func:`model_options`), compiled
+    with FusedAdam(``lr``, ``weight_decay``) and an EMA of decay ``ema_decay``."""
+    import keras
+
+    from tfresflow.models import build_model
+    from tfresflow.optimizers import FusedAdam
+
+    keras.utils.set_random_seed(args.seed)
+    try:
+        model = build_model(args.model, list(dataset.shape), **model_options(args, dataset))
+    except TypeError as err:
+        raise ValueError(f"Bad option for --model {args.model}: {err}") from None
+    ema = float(args.ema_decay)
+    optimizer = FusedAdam(args.lr, weight_decay=float(args.weight_decay) or None,
+                          use_ema=ema > 0, ema_momentum=ema if ema > 0 else 0.99)
+    model.compile(optimizer=optimizer)
+    return model
+
+
+def train_image(args, run):
+    """Runs ``tfresflow train`` for an image model (see the module docstring); returns the
+    metrics dict."""
+    from tfresflow import io
+    from tfresflow.cli import progress
+    from tfresflow.data.images import image_batches
+    from tfresflow.models.checkpointing import TrainingDiverged, fit_resumable, latest_step
+
+    resolve_defaults(args)
+    dataset = _image_datasets().lookup(args.data, "--data")
+    x_train, _ = load_split(args.data, "train", args.n_train)
+    x_test, _ = load_split(args.data, "test", args.n_test)
+    io.ensure_writable_dir(run.out, "--out")
+    model = build_and_compile(args, dataset)
+    runs.begin(run, args)
+    print(f"training {args.model} on {args.data} ({len(x_train)} images "
+          f"{'x'.join(map(str, dataset.shape))}): {model.count_params()} parameters, "
+          f"{args.steps} steps, batch {args.batch_size}")
+    if run.resumed:
+        print(f"resuming from step {latest_step(run.checkpoints) or 0} (checkpoints in "
+              f"{run.checkpoints})")
+    batches = functools.partial(image_batches, x_train, args.batch_size, args.seed,
+                                n_bits=dataset.n_bits, flip=dataset.flip)
+    start = time.time()
+    try:
+        history, resumed_at = fit_resumable(
+            model, None, args.steps, args.batch_size, args.seed, run.checkpoints,
+            args.checkpoint_every, callbacks=progress.callbacks(quiet=args.quiet), verbose=0,
+            batches=batches)
+    except TrainingDiverged as err:
+        raise err.with_hint(f"Try a smaller --lr than {args.lr:g} (e.g. --lr {args.lr / 10:g}) "
+                            "in a new run (--overwrite replaces this one).") from None
+    train_seconds = time.time() - start
+    metrics = _run_metrics(args, dataset, model, len(x_train), len(x_test))
+    metrics.update(train_seconds=train_seconds, resumed_from_step=resumed_at)
+    if history is not None and history.history.get("loss"):
+        metrics["last_train_loss_nats"] = float(history.history["loss"][-1])
+    metrics.update(evaluate_images(model, x_test, dataset, args.seed))
+    print(f"test {metrics['test_bits_per_dim']:.4f} ± {metrics['test_bits_per_dim_stderr']:.4f} "
+          f"bits/dim on {len(x_test)} images [{metrics['bits_per_dim_method']}]")
+    metrics.update(write_sample_grid(model, os.path.join(run.work, "samples.png"), args.seed,
+                                     dataset.n_bits, f"{args.model} on {args.data}"))
+    written = report.report_fit(run.work, metrics, model=model)
+    runs.finish(run)
+    print(f"wrote {run.out}/" + ", ".join(written + ["samples.png"]))
+    return metrics
+
+
+def _run_metrics(args, dataset, model, n_train, n_test):
+    return {
+        "model": args.model, "data": args.data, "image_shape": list(dataset.shape),
+        "n_train": n_train, "n_test": n_test, "split_seed": SPLIT_SEED, "n_bits": dataset.n_bits,
+        "flip": bool(dataset.flip), "steps": args.steps, "batch_size": args.batch_size,
+        "learning_rate": args.lr, "weight_decay": args.weight_decay,
+        "ema_decay": args.ema_decay, "seed": args.seed,
+        "model_options": {k: (list(v) if isinstance(v, tuple) else v)
+                          for k, v in model_options(args, dataset).items()},
+        "parameters": int(model.count_params()),
+        "stochastic_log_det": bool(model.has_stochastic_log_det),
+    }
+
+
+def evaluate_images(model, images, dataset, seed):
+    """Test bits/dim (and NLL in nats) of ``model`` on uint8 ``images``, with standard errors
+    (:func:`tfresflow.evaluation.image_bits_per_dim` with ``seed``)."""
+    from tfresflow import evaluation
+
+    bpd, se = evaluation.image_bits_per_dim(model, images, n_bits=dataset.n_bits, seed=seed)
+    d = int(np.prod(images.shape[1:]))
+    scale = d * np.log(2.0)
+    return {"test_bits_per_dim": bpd, "test_bits_per_dim_stderr": se,
+            "test_nll": (bpd - dataset.n_bits) * scale, "test_nll_stderr": se * scale,
+            "bits_per_dim_method": _bpd_method(model)}
+
+
+def _bpd_method(model):
+    if not getattr(model, "has_stochastic_log_det", False):
+        return "exact log-det; one dequantisation draw per image"
+    return ("evaluation-mode log-det estimator (residual blocks: 20 exact series terms plus "
+            "the unbiased tail); one dequantisation draw and one estimator draw per image")
+
+
+def write_sample_grid(model, path, seed, n_bits, title, n=GRID_SAMPLES):
+    """Draws ``n`` samples of ``model``, writes them to ``path`` as a PNG grid (quantised to
+    ``n_bits``) and returns the inverse's residual (``samples_inverse_residual_*``; ``{}`` for a
+    model without its flow, e.g. a SavedModel)."""
+    from tfresflow import evaluation, plotting
+    from tfresflow.data.dequantization import quantize
+
+    samples, residual = draw(model, n, seed)
+    plotting.save_image_grid(path, quantize(samples, n_bits), title=title)
+    return {f"samples_{k}": v for k, v in residual.items()}
+
+
+def draw(model, n, seed):
+    """``(samples, residual dict)`` of ``n`` draws (see :func:`write_sample_grid`)."""
+    from tfresflow import evaluation
+
+    if hasattr(model, "bijector") and hasattr(model, "step_kwargs"):
+        return evaluation.samples_with_inverse_residual(model, n, seed=seed)
+    return np.asarray(model.sample(n, seed=seed)), {}
+
+
+# --------------------------------------------------------------------------- evaluate/sample
+def is_image_model_object(model):
+    """True for a loaded model of images (event shape ``[H, W, C]``)."""
+    return len(getattr(model, "event_shape", ()) or ()) == 3
+
+
+def run_evaluate(args, model):
+    """``tfresflow evaluate`` of an image model: test bits/dim with its standard error on the
+    run's test images (data set, count and seed from its ``metrics.json`` unless given)."""
+    from tfresflow.cli import loading
+
+    data, n, seed, note = loading.evaluation_split(args.model_path, args.data, args.n, args.seed)
+    if not is_image_data(data) or data not in _image_datasets():
+        raise ValueError(f"--data {data!r}: the model at {args.model_path!r} models images "
+                         f"{list(model.event_shape)}; choose an image dataset "
+                         f"({sorted(_image_datasets())}).")
+    dataset = _image_datasets().lookup(data, "--data")
+    if list(dataset.shape) != list(model.event_shape):
+        raise ValueError(f"--data {data} holds images {list(dataset.shape)}, the model "
+                         f"{args.model_path!r} models {list(model.event_shape)}.")
+    images, _ = load_split(data, "test", n)
+    result = evaluate_images(model, images, dataset, seed)
+    print(f"test {result['test_bits_per_dim']:.4f} ± {result['test_bits_per_dim_stderr']:.4f} "
+          f"bits/dim on {len(images)} images of {data} (seed {seed}"
+          f"{'; ' + note if note else ''}) [{result['bits_per_dim_method']}]")
+    return result
+
+
+def run_sample(args, model):
+    """``tfresflow sample`` of an image model: ``--out`` a ``.png`` grid or a ``.npy`` array
+    of the samples (floats in ``[0, 1)`` scale, before quantisation)."""
+    from tfresflow import plotting
+    from tfresflow.cli import loading
+    from tfresflow.data.dequantization import quantize
+    from tfresflow.io import atomic_path
+
+    n_bits = int((loading.run_metrics(args.model_path) or {}).get("n_bits", 8))
+    samples, residual = draw(model, args.n, args.seed)
+    if str(args.out).endswith(".png"):
+        plotting.save_image_grid(args.out, quantize(samples, n_bits),
+                                 title=f"{args.n} samples, seed {args.seed}")
+    else:
+        with atomic_path(args.out) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, samples)
+    if residual:
+        print(f"inverse round-trip residual: max |f^-1(x) - z| = "
+              f"{residual['inverse_residual_max_abs']:.2e} (max |z| "
+              f"{residual['latent_max_abs']:.2f})")
+    print(f"wrote {args.n} samples to {args.out}")
+    return samples
