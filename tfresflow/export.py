@@ -10,6 +10,8 @@ Endpoints (all ``tf.function``s with fixed signatures):
 * ``sample(n)``: ``n`` samples with fresh noise each call;
 * ``sample_seeded(n, seed)``: reproducible samples;
 * ``stochastic_log_det()``: a boolean scalar, whether ``log_prob`` is a random estimate;
+* ``classify(x)`` (only for a hybrid model, :class:`tfresflow.models.HybridFlowModel`, or any
+  model with a ``classify`` method): class probabilities ``p(y|x)``, ``[None, num_classes]``;
 * ``exact_log_prob(x)`` (only for a stochastic-log-det model that
   :func:`tfresflow.evaluation.use_exact_evaluation` evaluates exactly, i.e. of event size
   <= ``EXACT_EVAL_MAX_DIM``): the deterministic log-density from the brute-force Jacobian.
@@ -30,8 +32,9 @@ __all__ = ["export_saved_model", "load_saved_model", "SavedModelFlow"]
 
 
 def export_saved_model(model, path):
-    """Writes ``model`` (a ``FlowModel`` or ``BoostedFlowModel``) as a SavedModel directory at
-    ``path`` atomically; returns ``path``."""
+    """Writes ``model`` (a ``FlowModel``, ``BoostedFlowModel`` or ``HybridFlowModel``) as a
+    SavedModel directory at ``path`` atomically; returns ``path``. A model with a ``classify``
+    method (a hybrid model) also gets the ``classify`` endpoint."""
     event = [None, *model.event_shape]
     x_spec = tf.TensorSpec(event, tf.float32, name="x")
     n_spec = tf.TensorSpec([], tf.int32, name="n")
@@ -47,6 +50,8 @@ def export_saved_model(model, path):
                          input_signature=[n_spec, seed_spec])
     archive.add_endpoint("stochastic_log_det", lambda: tf.constant(stochastic),
                          input_signature=[])
+    if callable(getattr(model, "classify", None)):
+        archive.add_endpoint("classify", lambda x: model.classify(x), input_signature=[x_spec])
     if evaluation.use_exact_evaluation(model):
         archive.add_endpoint("exact_log_prob", lambda x: model.exact_log_prob(x),
                              input_signature=[x_spec])
@@ -62,7 +67,8 @@ class SavedModelFlow:
     signatures (so :mod:`tfresflow.evaluation` scores it like the model it came from);
     ``event_shape`` comes from the ``log_prob`` signature. A SavedModel exported before the
     ``stochastic_log_det`` endpoint existed counts as stochastic (its ``log_prob`` is then
-    always called with a seed, which an exact model ignores).
+    always called with a seed, which an exact model ignores). A hybrid model's SavedModel also
+    has ``classify(x)`` (class probabilities) and ``num_classes`` (``None`` for other models).
 
     Args:
       loaded: the object ``tf.saved_model.load`` returned.
@@ -80,6 +86,10 @@ class SavedModelFlow:
         self.event_shape = list(spec.shape[1:])
         self.has_stochastic_log_det = bool(loaded.stochastic_log_det()) \
             if hasattr(loaded, "stochastic_log_det") else True
+        self.num_classes = None
+        if hasattr(loaded, "classify"):
+            out = loaded.signatures["classify"].structured_outputs
+            self.num_classes = int(next(iter(out.values())).shape[-1])
 
     def _batch(self, x):
         """``x`` checked against the signature ``[None, *event_shape]`` (ValueError naming it)."""
@@ -102,6 +112,17 @@ class SavedModelFlow:
             raise ValueError(f"SavedModel {self.path!r} exports no exact_log_prob; re-export "
                              "it with this version of tfresflow.")
         return self.loaded.exact_log_prob(self._batch(x))
+
+    def classify(self, x):
+        """Class probabilities ``p(y|x)`` through the exported ``classify`` endpoint.
+
+        Raises:
+          ValueError: if the SavedModel is not a hybrid model's (no ``classify`` endpoint).
+        """
+        if self.num_classes is None:
+            raise ValueError(f"SavedModel {self.path!r} exports no classify endpoint: it is not "
+                             "a hybrid model's (tfresflow.models.HybridFlowModel).")
+        return self.loaded.classify(self._batch(x))
 
     def sample(self, n, seed=None):
         """``n`` samples through ``sample_seeded`` (``sample`` without seed: fresh noise)."""

@@ -10,4 +10,5 @@ from tfresflow.models.relgrad import (RelativeGradientFlowModel, log_det_weights
                                      relgrad_flow)
 from tfresflow.models.boosted import boosted_coupling_components, boosted_flow  # noqa: F401
 from tfresflow.models.boosted_flow_model import BoostedFlowModel  # noqa: F401
+from tfresflow.models.hybrid import HybridFlowModel  # noqa: F401
 from tfresflow.boosting import BoostedFlowTrainer, fit_mixture_weight  # noqa: F401
