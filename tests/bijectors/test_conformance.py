@@ -33,6 +33,20 @@ def _coupling():
     return b, [3]
 
 
+def _conv_coupling_channel():
+    b = trf.bijectors.ConvAffineCoupling([4, 4, 3], hidden_channels=4, reverse=True)
+    b.build([4, 4, 3])
+    randomize_weights(b.keras_layers(), scale=0.3, seed=11)
+    return b, [4, 4, 3]
+
+
+def _conv_coupling_checkerboard():
+    b = trf.bijectors.ConvAffineCoupling([4, 4, 1], hidden_channels=4)
+    b.build([4, 4, 1])
+    randomize_weights(b.keras_layers(), scale=0.3, seed=12)
+    return b, [4, 4, 1]
+
+
 def _actnorm():
     b = trf.bijectors.ActNorm([4, 4, 2])
     b.build([4, 4, 2])
@@ -103,6 +117,8 @@ def _batched_coupling():
 #: Registered class name -> list of (case id, factory returning (bijector, event_shape)).
 FACTORIES = {
     "AffineCoupling": [("vector", _coupling)],
+    "ConvAffineCoupling": [("channel", _conv_coupling_channel),
+                           ("checkerboard", _conv_coupling_checkerboard)],
     "ActNorm": [("image", _actnorm)],
     "ResidualBlock": [("mlp", _residual_mlp), ("cnn", _residual_cnn)],
     "DenseBlock": [("vector", _dense_block), ("conv", _dense_block_conv)],

@@ -3,6 +3,7 @@ from tfresflow.bijectors.actnorm import ActNorm
 from tfresflow.bijectors import tree  # noqa: F401
 from tfresflow.bijectors.base import KerasBijector  # noqa: F401
 from tfresflow.bijectors.coupling import AffineCoupling
+from tfresflow.bijectors.conv_coupling import ConvAffineCoupling
 from tfresflow.bijectors.batched_coupling import BatchedAffineCoupling  # noqa: F401
 from tfresflow.bijectors.elementwise import SmoothLeakyReLU, TanhLinear
 from tfresflow.bijectors.logit import LogitTransform
@@ -14,6 +15,7 @@ from tfresflow.bijectors.serialization import (BIJECTORS, deserialize_bijector, 
                                                register, serialize_bijector)
 
 register(AffineCoupling)
+register(ConvAffineCoupling)
 register(ActNorm)
 register(ResidualBlock)
 register(DenseBlock)

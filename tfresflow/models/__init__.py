@@ -5,6 +5,7 @@ from tfresflow.models.builders import MODEL_BUILDERS, build_model, register_mode
 from tfresflow.models.residual import densenet_flow, residual_flow  # noqa: F401
 from tfresflow.models.image import (densenet_flow_image, multiscale_flow,  # noqa: F401
                                     residual_flow_image)
+from tfresflow.models.image import coupling_flow_image  # noqa: F401
 from tfresflow.models.parameters import count_parameters  # noqa: F401
 from tfresflow.models.relgrad import (RelativeGradientFlowModel, log_det_weights,  # noqa: F401
                                      relgrad_flow)

@@ -18,6 +18,7 @@ import keras
 
 from tfresflow.lipschitz import LipschitzConv2D
 from tfresflow.lipschitz.base import validate_coeff
+from tfresflow.nets.cnn import check_conv_stack
 from tfresflow.nets.lipschitz_mlp import LipschitzStack
 from tfresflow.validation import check_number, check_positive_int
 
@@ -49,19 +50,8 @@ class LipschitzCNN(LipschitzStack):
                  output_init_scale=1.0, **kwargs):
         super().__init__(**kwargs)
         self.channels = check_positive_int(channels, "channels")
-        self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
-        if not self.kernel_sizes or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):
-            raise ValueError("`kernel_sizes` must be a non-empty sequence of odd positive "
-                             f"integers (so that 'same' keeps the size), got {kernel_sizes!r}.")
-        n_hidden = len(self.kernel_sizes) - 1
-        if isinstance(hidden_channels, int) and not isinstance(hidden_channels, bool):
-            hidden = (hidden_channels,) * n_hidden
-        else:
-            hidden = tuple(hidden_channels)
-        if len(hidden) != n_hidden:
-            raise ValueError(f"`hidden_channels` must be a positive integer or {n_hidden} of "
-                             f"them (one per hidden convolution), got {hidden_channels!r}.")
-        self.hidden_channels = tuple(check_positive_int(h, "hidden_channels") for h in hidden)
+        self.kernel_sizes, self.hidden_channels = check_conv_stack(kernel_sizes,
+                                                                   hidden_channels)
         self.coeff = validate_coeff(coeff)
         if padding not in ("same", "circular"):
             raise ValueError(f"`padding` must be 'same' or 'circular' (the residual function "
