@@ -178,3 +178,36 @@ def samples_with_inverse_residual(model, n, seed=0):
     return x, {"inverse_residual_max_abs": float(np.max(np.abs(r))),
                "inverse_residual_rms": float(np.sqrt(np.mean(r ** 2))),
                "latent_max_abs": float(np.max(np.abs(z.numpy())))}
+
+
+def classification_with_stderr(model, images, labels, n_bits=8, seed=0, batch_size=256):
+    """Accuracy and cross-entropy of a classifier of images, with standard errors.
+
+    The uint8 ``images`` are dequantised exactly as :func:`image_bits_per_dim` does for the
+    same ``seed`` (the same inputs the bits/dim is computed on) and classified by
+    ``model.classify`` (class probabilities ``p(y|x)``, e.g. a
+    :class:`tfresflow.models.HybridFlowModel` or its SavedModel). Per image, correct =
+    ``[argmax_k p(k|x) = y]`` and cross-entropy ``-log p(y|x)`` (nats); each metric is the
+    :func:`mean_and_stderr` of those values (for the accuracy ``a``, ``sqrt(a (1 - a) / (n - 1))``).
+
+    Returns:
+      dict with ``test_accuracy``, ``test_accuracy_stderr``, ``test_cross_entropy``,
+      ``test_cross_entropy_stderr``.
+    """
+    images = np.asarray(images)
+    labels = np.asarray(labels).astype(np.int64).reshape(-1)
+    if len(labels) != len(images):
+        raise ValueError(f"`labels` must hold one label per image ({len(images)}), got "
+                         f"{len(labels)}.")
+    x = dequantization.dequantize(images, trf_random.fold_in_tag(seed, "eval/dequantize"),
+                                  n_bits).numpy()
+    probs = np.concatenate([np.asarray(model.classify(tf.constant(x[i:i + batch_size])))
+                            for i in range(0, len(x), int(batch_size))]).astype(np.float64)
+    if probs.ndim != 2 or labels.min() < 0 or labels.max() >= probs.shape[1]:
+        raise ValueError(f"`labels` must lie in 0..{probs.shape[-1] - 1}, got "
+                         f"{int(labels.min())}..{int(labels.max())}.")
+    picked = probs[np.arange(len(labels)), labels]
+    acc, acc_se = mean_and_stderr(np.argmax(probs, axis=1) == labels)
+    ce, ce_se = mean_and_stderr(-np.log(np.maximum(picked, np.finfo(np.float64).tiny)))
+    return {"test_accuracy": acc, "test_accuracy_stderr": acc_se,
+            "test_cross_entropy": ce, "test_cross_entropy_stderr": ce_se}

@@ -73,14 +73,22 @@ SMALL_CONFIG = {
                           fc_hidden_units=(64, 64)),
     "idensenet-image": dict(scales=3, blocks_per_scale=2, depth=3, growth=16, fc_blocks=1,
                             fc_growth=16),
-    "coupling-image": dict(scales=3, blocks_per_scale=2, hidden_channels=32, fc_blocks=1),
+    "coupling-image": dict(scales=3, blocks_per_scale=2, hidden_channels=32, fc_blocks=1,
+                           fc_hidden_units=(64, 64)),
 }
+#: Channels of each classifier branch of ``--hybrid`` (``--option branch_channels=N``; the
+#: papers': 256).
+DEFAULT_BRANCH_CHANNELS = 64
+#: ``--lam`` of ``--hybrid`` when not given (the papers' hybrid setting ``lambda = 1/D``).
+DEFAULT_LAM = "1/D"
 #: The papers' configurations (the builders' own defaults), for ``--help`` and the README.
 PAPER_CONFIG = {
     "resflow-image": "scales=3 blocks_per_scale=16 hidden_channels=512 fc_blocks=4 "
                      "fc_hidden_units=(128,128)",
     "idensenet-image": "scales=3 blocks_per_scale=16 depth=3 growth=172 fc_blocks=4 "
                        "fc_growth=32",
+    "coupling-image": "scales=3 blocks_per_scale=16 hidden_channels=512 fc_blocks=4 "
+                      "fc_hidden_units=(128,128)",
 }
 
 
@@ -97,6 +105,18 @@ def _ema_decay(text):
     return value
 
 
+def _classes(text):
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}")
+    return value
+
+
 def _nonnegative_float(text):
     import argparse
 
@@ -108,6 +128,21 @@ def _nonnegative_float(text):
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
 
 
+def lam_value(text):
+    """``--lam``: a number >= 0, or ``1/D`` (one over the number of pixel values of an image)."""
+    import argparse
+
+    if text.replace(" ", "").upper() == "1/D":
+        return "1/D"
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 1/D, got {text!r}")
+    return value
+
+
 def config_help():
     """The ``--help`` text of the image defaults."""
     small = "; ".join(f"{k}: " + " ".join(f"{o}={v}" for o, v in c.items())
@@ -117,7 +152,11 @@ def config_help():
             f"tfds:NAME) default to a small configuration ({small}) that trains in minutes on "
             f"2 CPU cores; the papers' ({paper}) is set by --option KEY=VALUE. Image runs "
             f"default to --steps {DEFAULT_STEPS}, --batch-size {DEFAULT_BATCH_SIZE}, all "
-            "images of the train and test splits (--n-train / --n-test cap them).")
+            "images of the train and test splits (--n-train / --n-test cap them). --hybrid "
+            "adds a classifier on the flow's features (HybridFlowModel, trained on "
+            "lam log p(x) + log p(y|x); --lam 0, 1/D or 1, default 1/D; classifier branches of "
+            f"{DEFAULT_BRANCH_CHANNELS} channels, the papers' 256 by --option "
+            "branch_channels=256).")
 
 
 def add_arguments(train):
@@ -129,6 +168,14 @@ def add_arguments(train):
                        help="decay of the moving average of the weights used for evaluation, "
                             f"sampling and the saved model, image models only (default "
                             f"{DEFAULT_EMA_DECAY:g}, the papers'; 0: none)")
+    train.add_argument("--hybrid", action="store_true",
+                       help="train a hybrid model (density + classifier, image models with "
+                            "labelled data only)")
+    train.add_argument("--lam", type=lam_value, default=None, metavar="LAMBDA",
+                       help="weight of log p(x) in the hybrid objective lam log p(x) + "
+                            f"log p(y|x): a number >= 0 or 1/D (default {DEFAULT_LAM})")
+    train.add_argument("--classes", type=_classes, default=None, metavar="K",
+                       help="number of classes of --hybrid (default: 1 + the largest label)")
 
 
 # --------------------------------------------------------------------------- validation
@@ -166,9 +213,12 @@ def check_image_run(args):
     if image_data and args.data not in _image_datasets():
         raise ValueError(f"Unknown image dataset --data {args.data!r}; choose one of "
                          f"{datasets}.")
+    hybrid_only = [f"--{k}" for k in ("lam", "classes") if getattr(args, k, None) is not None]
+    if hybrid_only and not getattr(args, "hybrid", False):
+        raise ValueError(f"{', '.join(hybrid_only)} set the hybrid model; add --hybrid.")
     if not image_model:
-        given = [f"--{k.replace('_', '-')}" for k in ("weight_decay", "ema_decay")
-                 if getattr(args, k, None) is not None]
+        given = [f"--{k.replace('_', '-')}" for k in ("weight_decay", "ema_decay", "hybrid")
+                 if getattr(args, k, None) not in (None, False)]
         if given:
             raise ValueError(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to "
                              f"image models only, not --model {args.model}.")
@@ -197,6 +247,8 @@ def resolve_defaults(args):
         args.weight_decay = DEFAULT_WEIGHT_DECAY
     if args.ema_decay is None:
         args.ema_decay = DEFAULT_EMA_DECAY
+    if getattr(args, "hybrid", False) and args.lam is None:
+        args.lam = DEFAULT_LAM
     return args
 
 
@@ -217,8 +269,20 @@ def model_options(args, dataset):
     if "alpha" in takes:
         opts["alpha"] = dataset.alpha
     opts["seed"] = args.seed
-    opts.update(dict(args.option))
+    opts.update({k: v for k, v in args.option if k != "branch_channels"})
     return opts
+
+
+def branch_channels(args):
+    """Channels of the hybrid classifier branches: ``--option branch_channels=N`` or
+    :data:`DEFAULT_BRANCH_CHANNELS`."""
+    from tfresflow.validation import check_positive_int
+
+    value = dict(args.option).get("branch_channels", DEFAULT_BRANCH_CHANNELS)
+    if not getattr(args, "hybrid", False) and "branch_channels" in dict(args.option):
+        raise ValueError("--option branch_channels sets the classifier of --hybrid; add "
+                         "--hybrid.")
+    return check_positive_int(value, "--option branch_channels")
 
 
 # --------------------------------------------------------------------------- data
@@ -233,9 +297,10 @@ def load_split(name, split, max_examples):
 
 
 # --------------------------------------------------------------------------- train
-def build_and_compile(args, dataset):
-    """The image model of ``args`` (``build_model`` with :func:`model_options`), compiled
-    with FusedAdam(``lr``, ``weight_decay``) and an EMA of decay ``ema_decay``."""
+def build_and_compile(args, dataset, num_classes=None):
+    """The image model of ``args`` (``build_model`` with :func:`model_options`; wrapped in a
+    :class:`~tfresflow.models.HybridFlowModel` of ``num_classes`` classes with ``--hybrid``),
+    compiled with FusedAdam(``lr``, ``weight_decay``) and an EMA of decay ``ema_decay``."""
     import keras
 
     from tfresflow.models import build_model
@@ -246,6 +311,12 @@ def build_and_compile(args, dataset):
         model = build_model(args.model, list(dataset.shape), **model_options(args, dataset))
     except TypeError as err:
         raise ValueError(f"Bad option for --model {args.model}: {err}") from None
+    if getattr(args, "hybrid", False):
+        from tfresflow.models import HybridFlowModel
+
+        model = HybridFlowModel(model, num_classes, lam=args.lam,
+                                branch_channels=branch_channels(args), n_bits=dataset.n_bits,
+                                seed=args.seed, name="hybrid_flow")
     ema = float(args.ema_decay)
     optimizer = FusedAdam(args.lr, weight_decay=float(args.weight_decay) or None,
                           use_ema=ema > 0, ema_momentum=ema if ema > 0 else 0.99)
@@ -263,10 +334,13 @@ def train_image(args, run):
 
     resolve_defaults(args)
     dataset = _image_datasets().lookup(args.data, "--data")
-    x_train, _ = load_split(args.data, "train", args.n_train)
-    x_test, _ = load_split(args.data, "test", args.n_test)
+    hybrid = bool(getattr(args, "hybrid", False))
+    branch_channels(args)   # a bad value fails before the data are loaded
+    x_train, y_train = load_split(args.data, "train", args.n_train)
+    x_test, y_test = load_split(args.data, "test", args.n_test)
+    num_classes = _num_classes(args, y_train, y_test) if hybrid else None
     io.ensure_writable_dir(run.out, "--out")
-    model = build_and_compile(args, dataset)
+    model = build_and_compile(args, dataset, num_classes)
     runs.begin(run, args)
     print(f"training {args.model} on {args.data} ({len(x_train)} images "
           f"{'x'.join(map(str, dataset.shape))}): {model.count_params()} parameters, "
@@ -276,6 +350,9 @@ def train_image(args, run):
               f"{run.checkpoints})")
     batches = functools.partial(image_batches, x_train, args.batch_size, args.seed,
                                 n_bits=dataset.n_bits, flip=dataset.flip)
+    if hybrid:
+        batches = functools.partial(labelled_batches, batches, y_train, args.batch_size,
+                                    args.seed)
     start = time.time()
     try:
         history, resumed_at = fit_resumable(
@@ -293,12 +370,60 @@ def train_image(args, run):
     metrics.update(evaluate_images(model, x_test, dataset, args.seed))
     print(f"test {metrics['test_bits_per_dim']:.4f} ± {metrics['test_bits_per_dim_stderr']:.4f} "
           f"bits/dim on {len(x_test)} images [{metrics['bits_per_dim_method']}]")
+    if hybrid:
+        metrics.update(hybrid=True, lam=args.lam, lam_value=float(model.lam),
+                       num_classes=int(num_classes), branch_channels=int(model.branch_channels))
+        metrics.update(evaluate_classifier(model, x_test, y_test, dataset, args.seed))
+        print(f"test accuracy {metrics['test_accuracy']:.4f} ± "
+              f"{metrics['test_accuracy_stderr']:.4f} | cross-entropy "
+              f"{metrics['test_cross_entropy']:.4f} ± {metrics['test_cross_entropy_stderr']:.4f} "
+              "nats")
     metrics.update(write_sample_grid(model, os.path.join(run.work, "samples.png"), args.seed,
                                      dataset.n_bits, f"{args.model} on {args.data}"))
     written = report.report_fit(run.work, metrics, model=model)
     runs.finish(run)
     print(f"wrote {run.out}/" + ", ".join(written + ["samples.png"]))
     return metrics
+
+
+def _num_classes(args, y_train, y_test):
+    """``--classes``, or 1 + the largest label; a ValueError for unlabelled data or labels
+    outside ``0..classes-1``."""
+    if y_train is None or y_test is None:
+        raise ValueError(f"--hybrid needs class labels; --data {args.data} has none.")
+    largest = int(max(np.max(y_train), np.max(y_test)))
+    classes = args.classes if args.classes is not None else largest + 1
+    if largest >= classes:
+        raise ValueError(f"--classes {classes}: the labels of --data {args.data} go up to "
+                         f"{largest}.")
+    if classes < 2:
+        raise ValueError(f"--hybrid needs at least 2 classes; --data {args.data} has labels "
+                         f"0..{largest}.")
+    return classes
+
+
+def labelled_batches(image_batches_fn, labels, batch_size, seed, start_step, stop_step):
+    """``(images, labels)`` batches of steps ``start_step..stop_step-1``: the dequantised image
+    batches of ``image_batches_fn(start_step, stop_step)`` zipped with the labels of the same
+    rows (``step_batches`` of ``labels`` with the same ``batch_size`` and ``seed``: its rows
+    depend only on the number of examples, the batch size, the seed and the step)."""
+    import tensorflow as tf
+
+    from tfresflow.data.batches import step_batches
+
+    return tf.data.Dataset.zip(image_batches_fn(start_step, stop_step),
+                               step_batches(np.asarray(labels, np.int32), batch_size, seed,
+                                            start_step, stop_step))
+
+
+def evaluate_classifier(model, images, labels, dataset, seed):
+    """Test accuracy and cross-entropy (nats) of a hybrid ``model`` with standard errors over
+    the test images, classified as the dequantised images the bits/dim is computed on
+    (:func:`tfresflow.evaluation.classification_with_stderr`)."""
+    from tfresflow import evaluation
+
+    return evaluation.classification_with_stderr(model, images, labels, n_bits=dataset.n_bits,
+                                                 seed=seed)
 
 
 def _run_metrics(args, dataset, model, n_train, n_test):
@@ -351,8 +476,9 @@ def draw(model, n, seed):
     """``(samples, residual dict)`` of ``n`` draws (see :func:`write_sample_grid`)."""
     from tfresflow import evaluation
 
-    if hasattr(model, "bijector") and hasattr(model, "step_kwargs"):
-        return evaluation.samples_with_inverse_residual(model, n, seed=seed)
+    flow = getattr(model, "flow", model)   # a HybridFlowModel's flow
+    if hasattr(flow, "bijector") and hasattr(flow, "step_kwargs"):
+        return evaluation.samples_with_inverse_residual(flow, n, seed=seed)
     return np.asarray(model.sample(n, seed=seed)), {}
 
 
@@ -376,11 +502,20 @@ def run_evaluate(args, model):
     if list(dataset.shape) != list(model.event_shape):
         raise ValueError(f"--data {data} holds images {list(dataset.shape)}, the model "
                          f"{args.model_path!r} models {list(model.event_shape)}.")
-    images, _ = load_split(data, "test", n)
+    images, labels = load_split(data, "test", n)
     result = evaluate_images(model, images, dataset, seed)
     print(f"test {result['test_bits_per_dim']:.4f} ± {result['test_bits_per_dim_stderr']:.4f} "
           f"bits/dim on {len(images)} images of {data} (seed {seed}"
           f"{'; ' + note if note else ''}) [{result['bits_per_dim_method']}]")
+    if getattr(model, "num_classes", None) and callable(getattr(model, "classify", None)):
+        if labels is None:
+            raise ValueError(f"--data {data} has no labels to score the classifier of the "
+                             f"hybrid model {args.model_path!r} on.")
+        result.update(evaluate_classifier(model, images, labels, dataset, seed))
+        print(f"test accuracy {result['test_accuracy']:.4f} ± "
+              f"{result['test_accuracy_stderr']:.4f} | cross-entropy "
+              f"{result['test_cross_entropy']:.4f} ± {result['test_cross_entropy_stderr']:.4f} "
+              "nats")
     return result
 
 
