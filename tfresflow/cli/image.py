@@ -365,8 +365,6 @@ def train_image(args, run):
     train_seconds = time.time() - start
     metrics = _run_metrics(args, dataset, model, len(x_train), len(x_test))
     metrics.update(train_seconds=train_seconds, resumed_from_step=resumed_at)
-    if history is not None and history.history.get("loss"):
-        metrics["last_train_loss_nats"] = float(history.history["loss"][-1])
     metrics.update(evaluate_images(model, x_test, dataset, args.seed))
     print(f"test {metrics['test_bits_per_dim']:.4f} ± {metrics['test_bits_per_dim_stderr']:.4f} "
           f"bits/dim on {len(x_test)} images [{metrics['bits_per_dim_method']}]")
