@@ -145,9 +145,11 @@ def test_an_interrupted_image_run_resumes_to_the_uninterrupted_results(tmp_path,
     assert "resuming from step 3" in out
     resumed = _metrics(cut)
     assert resumed["resumed_from_step"] == 3
-    for key in ("test_bits_per_dim", "test_bits_per_dim_stderr", "test_nll",
-                "samples_inverse_residual_max_abs"):
-        assert resumed[key] == pytest.approx(whole[key], rel=1e-6, abs=1e-9), key
+    for key in ("test_bits_per_dim", "test_bits_per_dim_stderr", "test_nll"):
+        assert resumed[key] == pytest.approx(whole[key], rel=1e-6), key
+    # a difference of nearly equal numbers: equal to float32 rounding of the same weights
+    assert resumed["samples_inverse_residual_max_abs"] == pytest.approx(
+        whole["samples_inverse_residual_max_abs"], rel=1e-3)
 
 
 @pytest.mark.slow

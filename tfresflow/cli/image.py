@@ -273,6 +273,19 @@ def model_options(args, dataset):
     return opts
 
 
+def check_model_options(args, dataset):
+    """A ValueError naming the ``--option`` keys the builder of ``--model`` does not take
+    (checked against its signature, before anything is loaded or built)."""
+    from tfresflow.models import MODEL_BUILDERS
+
+    builder = MODEL_BUILDERS.lookup(args.model, "--model")
+    try:
+        inspect.signature(builder).bind(list(dataset.shape), **model_options(args, dataset))
+    except TypeError as err:
+        raise ValueError(f"Bad option for --model {args.model}: {err}; it takes "
+                         f"{[k for k in inspect.signature(builder).parameters if k != 'event_shape']}.") from None
+
+
 def branch_channels(args):
     """Channels of the hybrid classifier branches: ``--option branch_channels=N`` or
     :data:`DEFAULT_BRANCH_CHANNELS`."""
@@ -335,7 +348,8 @@ def train_image(args, run):
     resolve_defaults(args)
     dataset = _image_datasets().lookup(args.data, "--data")
     hybrid = bool(getattr(args, "hybrid", False))
-    branch_channels(args)   # a bad value fails before the data are loaded
+    branch_channels(args)   # bad options fail before the data are loaded
+    check_model_options(args, dataset)
     x_train, y_train = load_split(args.data, "train", args.n_train)
     x_test, y_test = load_split(args.data, "test", args.n_test)
     num_classes = _num_classes(args, y_train, y_test) if hybrid else None
