@@ -100,3 +100,37 @@ def test_two_couplings_per_block_and_arguments():
         build_model("coupling-image", SHAPE, scales=1, mask="channel")
     with pytest.raises(ValueError, match="scales"):
         build_model("coupling-image", [6, 6, 1], scales=3)
+
+
+def test_standardization_replaces_the_logit_transform_and_its_log_det_is_counted(tmp_path):
+    """The papers' CIFAR-10 hybrid preprocessing as the flow's first step: log_prob (of the
+    dequantised data in [0, 1)) equals the brute-force log-density of the whole flow, the
+    standardisation's constant -H W sum log std included, and the model file keeps it."""
+    from tfresflow.data.standardization import channel_statistics
+    images = (np.random.default_rng(5).integers(0, 256, size=(20, *SHAPE))).astype(np.uint8)
+    stats = channel_statistics(images)
+    model = _small(standardization=stats, fc_blocks=0)
+    names = [b.name for b in trf.bijectors.tree.leaves(model.bijector)]
+    assert names[:3] == ["standardize_shift", "standardize_scale", "actnorm_in"]
+    assert "logit" not in names
+    x = _pixels(4, seed=6)
+    model.log_prob(tf.constant(x))
+    randomize_weights([layer for b in _couplings(model) for layer in b.keras_layers()],
+                      scale=0.2, seed=7)
+    log_prob = model.log_prob(tf.constant(x)).numpy()
+    np.testing.assert_allclose(log_prob, model.exact_log_prob(tf.constant(x)).numpy(),
+                               rtol=1e-4, atol=2e-3)
+    assert_keras_round_trip(model, str(tmp_path / "standardized.keras"), x)
+    with pytest.raises(ValueError, match="standardization"):
+        build_model("coupling-image", SHAPE, standardization=((0.1, 0.2), (0.3, 0.4)))
+    with pytest.raises(ValueError, match="standardization"):
+        build_model("resflow-image", SHAPE, standardization="yes")
+
+
+def test_count_parameters_by_hand():
+    """One checkerboard coupling on 4x4x1 images, 4 hidden channels, ActNorm before and after:
+    3x3 conv 1->4 (36 + 4), 1x1 conv 4->4 (16 + 4), 3x3 conv 4->2 (shift and log-scale:
+    72 + 2), two ActNorms of one channel (2 + 2): 138."""
+    model = build_model("coupling-image", [4, 4, 1], scales=1, blocks_per_scale=1,
+                        hidden_channels=4, fc_blocks=0)
+    assert trf.models.count_parameters(model, print_fn=lambda *_: None) == 138

@@ -7,3 +7,5 @@ from tfresflow.data.split import (TEST_FRACTION, load_array, random_split,  # no
                                   train_test_data)
 from tfresflow.data.dequantization import bits_per_dim, dequantize  # noqa: F401
 from tfresflow.data.images import IMAGE_DATASETS, image_batches, load_images  # noqa: F401
+from tfresflow.data.images import labelled_image_batches, random_crop  # noqa: F401
+from tfresflow.data.standardization import Standardization, channel_statistics  # noqa: F401

@@ -27,7 +27,7 @@ __all__ = ["step_batches"]
 
 def _batch_fn(x, batch_size, seed):
     """``step -> x[rows of step]``: the batch of one (int64) step."""
-    n = int(x.shape[0])
+    n = int((x[0] if isinstance(x, tuple) else x).shape[0])
     b = min(batch_size, n)
     seed = trf_random.fold_in_tag(seed, "data/batches")
 
@@ -43,6 +43,8 @@ def _batch_fn(x, batch_size, seed):
                         tf.random.experimental.index_shuffle(index, epoch_seed(first), n - 1),
                         tf.random.experimental.index_shuffle(index, epoch_seed(first + 1),
                                                              n - 1))
+        if isinstance(x, tuple):
+            return tuple(tf.gather(a, rows) for a in x)
         return tf.gather(x, rows)
 
     return batch
@@ -52,7 +54,9 @@ def step_batches(x, batch_size, seed, start_step=0, stop_step=None, transform=No
     """A ``tf.data.Dataset`` of the batches of steps ``start_step, ..., stop_step - 1``.
 
     Args:
-      x: training examples, array ``[n, *event_shape]`` (kept as one constant).
+      x: training examples, array ``[n, *event_shape]`` (kept as one constant), or a tuple of
+        arrays with the same ``n`` (e.g. ``(images, labels)``): every batch is then the tuple
+        of the same rows of each, so labels stay aligned with their examples.
       batch_size: examples per batch (``min(batch_size, n)`` when ``n`` is smaller).
       seed: integer seed of the shuffling (see the module docstring).
       start_step: the first step (0-based), e.g. the step a resumed run restarts at.
@@ -63,9 +67,14 @@ def step_batches(x, batch_size, seed, start_step=0, stop_step=None, transform=No
     """
     batch_size = check_positive_int(batch_size, "batch_size")
     start_step = check_positive_int(start_step, "start_step", minimum=0)
-    x = tf.constant(x)
-    if x.shape.rank is None or x.shape[0] == 0:
+    x = tuple(tf.constant(a) for a in x) if isinstance(x, tuple) else tf.constant(x)
+    arrays = x if isinstance(x, tuple) else (x,)
+    if not arrays or any(a.shape.rank is None or a.shape.rank == 0 for a in arrays) \
+            or arrays[0].shape[0] == 0:
         raise ValueError("`x` must hold at least one example.")
+    if any(a.shape[0] != arrays[0].shape[0] for a in arrays):
+        raise ValueError("The arrays of `x` must hold the same number of examples, got "
+                         f"{[int(a.shape[0]) for a in arrays]}.")
     stop = tf.int64.max if stop_step is None else check_positive_int(stop_step, "stop_step",
                                                                       minimum=0)
     batch = _batch_fn(x, batch_size, seed)

@@ -56,6 +56,7 @@ from tfresflow.bijectors.dense_block import DenseBlock
 from tfresflow.bijectors.logit import LogitTransform
 from tfresflow.bijectors.residual import ResidualBlock
 from tfresflow.bijectors.squeeze import Squeeze
+from tfresflow.data.standardization import as_standardization
 from tfresflow.models.builders import register_model
 from tfresflow.models.flow_model import FlowModel
 from tfresflow.nets.densenet import DenseNet
@@ -79,7 +80,8 @@ def _check_image_shape(event_shape, scales):
 
 
 def multiscale_flow(event_shape, make_block, make_fc_block, scales=3, blocks_per_scale=16,
-                    fc_blocks=4, actnorm=True, alpha=0.05, seed=0, name="image_flow"):
+                    fc_blocks=4, actnorm=True, alpha=0.05, seed=0, name="image_flow",
+                    standardization=None):
     """The appendix-E multi-scale image flow around the given block factories.
 
     Args:
@@ -91,6 +93,12 @@ def multiscale_flow(event_shape, make_block, make_fc_block, scales=3, blocks_per
       fc_blocks: number of fully connected blocks at the end (0: none, no flatten step).
       actnorm: ActNorm before the first block and after every block.
       alpha: of the :class:`LogitTransform` (``None``: no logit transform, data already real).
+      standardization: ``None``, or a :class:`~tfresflow.data.standardization.Standardization`
+        (or ``(mean, std)``) of the training data: the first step is then the per-channel
+        standardisation ``(y - mean) / std`` *instead of* the logit transform (``alpha`` is
+        not used), as the papers' CIFAR-10 hybrid models (Residual Flows, App. E); its
+        constant log-det is part of ``log_prob``, so bits/dim stay those of the data in
+        ``[0, 1)`` (feed the flow unstandardised dequantised batches).
       seed: the model's seed.
       name: the model's name.
     """
@@ -102,7 +110,14 @@ def multiscale_flow(event_shape, make_block, make_fc_block, scales=3, blocks_per
                          f"{blocks_per_scale!r}.")
     counts = [check_positive_int(k, "blocks_per_scale") for k in counts]
     fc_blocks = check_positive_int(fc_blocks, "fc_blocks", minimum=0)
-    steps = [] if alpha is None else [LogitTransform(alpha, name="logit")]
+    standardization = as_standardization(standardization)
+    if standardization is not None:
+        if standardization.channels != shape[-1]:
+            raise ValueError(f"`standardization` has {standardization.channels} channels, "
+                             f"the images {shape[-1]}.")
+        steps = [standardization.bijector()]
+    else:
+        steps = [] if alpha is None else [LogitTransform(alpha, name="logit")]
     h, w, c = shape
     if actnorm:
         steps.append(ActNorm([h, w, c], name="actnorm_in"))
@@ -137,13 +152,15 @@ def _estimator(logdet):
 def residual_flow_image(event_shape, scales=3, blocks_per_scale=16, hidden_channels=512,
                         kernel_sizes=(3, 1, 3), fc_blocks=4, fc_hidden_units=(128, 128),
                         activation="lipswish", coeff=0.98, actnorm=True, alpha=0.05,
-                        logdet=None, output_init_scale=1.0, lipschitz_kwargs=None, seed=0):
+                        logdet=None, output_init_scale=1.0, lipschitz_kwargs=None, seed=0,
+                        standardization=None):
     """Multi-scale Residual Flow for images (Chen et al., 2019, App. E).
 
     Args:
       event_shape: ``[H, W, C]`` (e.g. ``[28, 28, 1]``, ``[32, 32, 3]``).
-      scales, blocks_per_scale, fc_blocks, actnorm, alpha, seed: see :func:`multiscale_flow`
-        (paper: 3 scales of 16 blocks, 4 FC blocks; ``alpha`` 1e-5 for MNIST, 0.05 else).
+      scales, blocks_per_scale, fc_blocks, actnorm, alpha, seed, standardization: see
+        :func:`multiscale_flow` (paper: 3 scales of 16 blocks, 4 FC blocks; ``alpha`` 1e-5
+        for MNIST, 0.05 else; hybrid CIFAR-10: ``standardization`` instead of the logit).
       hidden_channels, kernel_sizes: of each conv block's :class:`LipschitzCNN` (paper: 512,
         ``3-1-3``).
       fc_hidden_units: hidden widths of each FC block's :class:`LipschitzMLP` (paper: 128, 128).
@@ -169,19 +186,21 @@ def residual_flow_image(event_shape, scales=3, blocks_per_scale=16, hidden_chann
 
     return multiscale_flow(event_shape, block, fc_block, scales=scales,
                            blocks_per_scale=blocks_per_scale, fc_blocks=fc_blocks,
-                           actnorm=actnorm, alpha=alpha, seed=seed, name="residual_flow_image")
+                           actnorm=actnorm, alpha=alpha, seed=seed, name="residual_flow_image",
+                           standardization=standardization)
 
 
 @register_model("idensenet-image")
 def densenet_flow_image(event_shape, scales=3, blocks_per_scale=16, depth=3, growth=172,
                         fc_blocks=4, fc_depth=3, fc_growth=32, fc_projection=64,
                         activation="clipswish", learnable_concat=True, coeff=0.98,
-                        actnorm=True, alpha=0.05, logdet=None, lipschitz_kwargs=None, seed=0):
+                        actnorm=True, alpha=0.05, logdet=None, lipschitz_kwargs=None, seed=0,
+                        standardization=None):
     """Multi-scale i-DenseNet for images (Perugachi-Diaz et al., 2021, Sec. 4.2 and App. B).
 
     Args:
-      event_shape, scales, blocks_per_scale, fc_blocks, actnorm, alpha, logdet, seed: as
-        :func:`residual_flow_image`.
+      event_shape, scales, blocks_per_scale, fc_blocks, actnorm, alpha, logdet, seed,
+        standardization: as :func:`residual_flow_image`.
       depth, growth: dense layers per conv block and channels each adds (paper: 3 and 172 for
         the full CIFAR-10 model, 3 and 178 for the small one).
       fc_depth, fc_growth, fc_projection: of each FC block's dense :class:`DenseNet` (paper:
@@ -205,14 +224,16 @@ def densenet_flow_image(event_shape, scales=3, blocks_per_scale=16, depth=3, gro
 
     return multiscale_flow(event_shape, block, fc_block, scales=scales,
                            blocks_per_scale=blocks_per_scale, fc_blocks=fc_blocks,
-                           actnorm=actnorm, alpha=alpha, seed=seed, name="idensenet_flow_image")
+                           actnorm=actnorm, alpha=alpha, seed=seed, name="idensenet_flow_image",
+                           standardization=standardization)
 
 
 @register_model("coupling-image")
 def coupling_flow_image(event_shape, scales=3, blocks_per_scale=16, hidden_channels=512,
                         kernel_sizes=(3, 1, 3), couplings_per_block=1, mask="auto",
                         fc_blocks=4, fc_hidden_units=(128, 128), activation="relu",
-                        log_scale_clamp=2.0, actnorm=True, alpha=0.05, seed=0):
+                        log_scale_clamp=2.0, actnorm=True, alpha=0.05, seed=0,
+                        standardization=None):
     """Multi-scale affine-coupling flow: the coupling baseline of Residual Flows (Table 5).
 
     The :func:`multiscale_flow` of :func:`residual_flow_image` (logit transform, ActNorm
@@ -228,13 +249,18 @@ def coupling_flow_image(event_shape, scales=3, blocks_per_scale=16, hidden_chann
     (``couplings_per_block=1``, the default); ``couplings_per_block=2`` (a coupling and its
     reversed twin per block, one ActNorm after the pair) transforms every coordinate once per
     block, a comparison at equal per-coordinate depth (and about twice the conditioner
-    parameters of a ``couplings_per_block=1`` flow).
+    parameters of a ``couplings_per_block=1`` flow). At the papers' hybrid configuration
+    (3 scales x 16 blocks, 512 hidden channels, no FC blocks) a ``32 x 32 x 3`` coupling flow
+    has 19.6M trainable parameters with one coupling per block and 39.2M with two, the
+    Residual Flow 21.9M (``count_parameters``; a coupling's conditioner reads half the
+    channels and writes a shift and a log-scale for the other half).
 
     Args:
-      event_shape, scales, blocks_per_scale, fc_blocks, actnorm, alpha, seed: as
-        :func:`residual_flow_image` (see :func:`multiscale_flow`). The papers' hybrid models
-        use no FC blocks (``fc_blocks=0``, Residual Flows App. E) and, on CIFAR-10,
-        standardised inputs instead of the logit transform (``alpha=None``).
+      event_shape, scales, blocks_per_scale, fc_blocks, actnorm, alpha, seed,
+        standardization: as :func:`residual_flow_image` (see :func:`multiscale_flow`). The
+        papers' hybrid models use no FC blocks (``fc_blocks=0``, Residual Flows App. E) and,
+        on CIFAR-10, standardised inputs instead of the logit transform
+        (``standardization``).
       hidden_channels, kernel_sizes: of each conditioner :class:`~tfresflow.nets.CNN`
         (default 512 and ``3-1-3``, the residual blocks' shape).
       couplings_per_block: couplings in each block (1: the paper's swap; 2: see above).
@@ -273,4 +299,5 @@ def coupling_flow_image(event_shape, scales=3, blocks_per_scale=16, hidden_chann
 
     return multiscale_flow(event_shape, block, fc_block, scales=scales,
                            blocks_per_scale=blocks_per_scale, fc_blocks=fc_blocks,
-                           actnorm=actnorm, alpha=alpha, seed=seed, name="coupling_flow_image")
+                           actnorm=actnorm, alpha=alpha, seed=seed, name="coupling_flow_image",
+                           standardization=standardization)
