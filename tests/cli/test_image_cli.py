@@ -196,6 +196,8 @@ def _assert_refused(code, err, *fragments):
      ["add --hybrid"]),
     (["--model", "resflow-image", "--data", "digits", "--hybrid", "--classes", "5"],
      ["--classes 5", "up to 9"]),
+    (["--model", "resflow-image", "--data", "tfds:celeb_a", "--hybrid"],
+     ["--hybrid needs class labels", "celeb_a has none"]),
 ])
 def test_bad_model_data_and_hybrid_combinations_are_refused(extra, fragments, tmp_path, capsys):
     out = tmp_path / "run"
@@ -220,12 +222,16 @@ def test_lam_values():
     assert lam_value("0") == 0.0 and lam_value("1") == 1.0 and lam_value("0.25") == 0.25
 
 
-def test_hybrid_needs_labelled_data():
+def test_the_number_of_classes():
     import argparse
 
     from tfresflow.cli.image import _num_classes
+    from tfresflow.data.images import IMAGE_DATASETS
 
-    args = argparse.Namespace(data="tfds:celeb_a", classes=None)
+    args = argparse.Namespace(data="digits", classes=None)
+    digits = IMAGE_DATASETS.lookup("digits")
     with pytest.raises(ValueError, match="needs class labels"):
-        _num_classes(args, None, None)
-    assert _num_classes(args, np.array([0, 3]), np.array([1])) == 4
+        _num_classes(args, digits, None, None)
+    assert _num_classes(args, digits, np.array([0, 3]), np.array([1])) == 10
+    args.classes = 4
+    assert _num_classes(args, digits, np.array([0, 3]), np.array([1])) == 4

@@ -223,6 +223,11 @@ def check_image_run(args):
             raise ValueError(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to "
                              f"image models only, not --model {args.model}.")
         return False
+    if getattr(args, "hybrid", False) and \
+            getattr(_image_datasets().lookup(args.data, "--data"), "num_classes", 0) is None:
+        raise ValueError(f"--hybrid needs class labels; --data {args.data} has none (choose a "
+                         "labelled dataset: digits, mnist5k, tfds:mnist, tfds:cifar10, "
+                         "tfds:svhn_cropped).")
     given = [f"--{k.replace('_', '-')}" for k in ("hidden", "n_steps", "components")
              if getattr(args, k, None) is not None]
     if given:
@@ -257,10 +262,11 @@ def default_out(args):
     return os.path.join("runs", f"{args.model}-{str(args.data).replace(':', '-')}")
 
 
-def model_options(args, dataset):
-    """The builder options of the run: :data:`SMALL_CONFIG`, the dataset's logit ``alpha`` and
-    the run's seed, each overridden by ``--option``; only keys the builder takes (a key given
-    by ``--option`` that it does not take is left in, for the builder to refuse)."""
+def model_options(args, dataset, standardization=None):
+    """The builder options of the run: :data:`SMALL_CONFIG`, the dataset's logit ``alpha``,
+    ``standardization`` (when given) and the run's seed, each overridden by ``--option``; only
+    keys the builder takes (a key given by ``--option`` that it does not take is left in, for
+    the builder to refuse)."""
     from tfresflow.models import MODEL_BUILDERS
 
     builder = MODEL_BUILDERS.lookup(args.model, "--model")
@@ -268,6 +274,8 @@ def model_options(args, dataset):
     opts = {k: v for k, v in SMALL_CONFIG.get(args.model, {}).items() if k in takes}
     if "alpha" in takes:
         opts["alpha"] = dataset.alpha
+    if standardization is not None and "standardization" in takes:
+        opts["standardization"] = standardization
     opts["seed"] = args.seed
     opts.update({k: v for k, v in args.option if k != "branch_channels"})
     return opts
@@ -310,7 +318,7 @@ def load_split(name, split, max_examples):
 
 
 # --------------------------------------------------------------------------- train
-def build_and_compile(args, dataset, num_classes=None):
+def build_and_compile(args, dataset, num_classes=None, standardization=None):
     """The image model of ``args`` (``build_model`` with :func:`model_options`; wrapped in a
     :class:`~tfresflow.models.HybridFlowModel` of ``num_classes`` classes with ``--hybrid``),
     compiled with FusedAdam(``lr``, ``weight_decay``) and an EMA of decay ``ema_decay``."""
@@ -321,7 +329,8 @@ def build_and_compile(args, dataset, num_classes=None):
 
     keras.utils.set_random_seed(args.seed)
     try:
-        model = build_model(args.model, list(dataset.shape), **model_options(args, dataset))
+        model = build_model(args.model, list(dataset.shape),
+                            **model_options(args, dataset, standardization))
     except TypeError as err:
         raise ValueError(f"Bad option for --model {args.model}: {err}") from None
     if getattr(args, "hybrid", False):
@@ -342,7 +351,8 @@ def train_image(args, run):
     metrics dict."""
     from tfresflow import io
     from tfresflow.cli import progress
-    from tfresflow.data.images import image_batches
+    from tfresflow.data.images import image_batches, labelled_image_batches
+    from tfresflow.data.standardization import channel_statistics
     from tfresflow.models.checkpointing import TrainingDiverged, fit_resumable, latest_step
 
     resolve_defaults(args)
@@ -352,9 +362,14 @@ def train_image(args, run):
     check_model_options(args, dataset)
     x_train, y_train = load_split(args.data, "train", args.n_train)
     x_test, y_test = load_split(args.data, "test", args.n_test)
-    num_classes = _num_classes(args, y_train, y_test) if hybrid else None
+    num_classes = _num_classes(args, dataset, y_train, y_test) if hybrid else None
+    # the papers' hybrid preprocessing where they use it (CIFAR-10: standardisation in place of
+    # the logit transform; SVHN, CIFAR-10: random crops after reflection padding)
+    standardization = channel_statistics(x_train, dataset.n_bits) \
+        if hybrid and dataset.hybrid_standardize else None
+    crop_padding = dataset.hybrid_crop_padding if hybrid else 0
     io.ensure_writable_dir(run.out, "--out")
-    model = build_and_compile(args, dataset, num_classes)
+    model = build_and_compile(args, dataset, num_classes, standardization)
     runs.begin(run, args)
     print(f"training {args.model} on {args.data} ({len(x_train)} images "
           f"{'x'.join(map(str, dataset.shape))}): {model.count_params()} parameters, "
@@ -362,11 +377,13 @@ def train_image(args, run):
     if run.resumed:
         print(f"resuming from step {latest_step(run.checkpoints) or 0} (checkpoints in "
               f"{run.checkpoints})")
-    batches = functools.partial(image_batches, x_train, args.batch_size, args.seed,
-                                n_bits=dataset.n_bits, flip=dataset.flip)
     if hybrid:
-        batches = functools.partial(labelled_batches, batches, y_train, args.batch_size,
-                                    args.seed)
+        batches = functools.partial(labelled_image_batches, x_train, y_train, args.batch_size,
+                                    args.seed, n_bits=dataset.n_bits, flip=dataset.flip,
+                                    crop_padding=crop_padding)
+    else:
+        batches = functools.partial(image_batches, x_train, args.batch_size, args.seed,
+                                    n_bits=dataset.n_bits, flip=dataset.flip)
     start = time.time()
     try:
         history, resumed_at = fit_resumable(
@@ -384,7 +401,10 @@ def train_image(args, run):
           f"bits/dim on {len(x_test)} images [{metrics['bits_per_dim_method']}]")
     if hybrid:
         metrics.update(hybrid=True, lam=args.lam, lam_value=float(model.lam),
-                       num_classes=int(num_classes), branch_channels=int(model.branch_channels))
+                       num_classes=int(num_classes), branch_channels=int(model.branch_channels),
+                       crop_padding=int(crop_padding), standardization=None if
+                       standardization is None else {"mean": list(standardization.mean),
+                                                     "std": list(standardization.std)})
         metrics.update(evaluate_classifier(model, x_test, y_test, dataset, args.seed))
         print(f"test accuracy {metrics['test_accuracy']:.4f} ± "
               f"{metrics['test_accuracy_stderr']:.4f} | cross-entropy "
@@ -398,13 +418,13 @@ def train_image(args, run):
     return metrics
 
 
-def _num_classes(args, y_train, y_test):
-    """``--classes``, or 1 + the largest label; a ValueError for unlabelled data or labels
-    outside ``0..classes-1``."""
+def _num_classes(args, dataset, y_train, y_test):
+    """``--classes``, else the dataset's number of classes (else 1 + the largest label); a
+    ValueError for unlabelled data or labels outside ``0..classes-1``."""
     if y_train is None or y_test is None:
         raise ValueError(f"--hybrid needs class labels; --data {args.data} has none.")
     largest = int(max(np.max(y_train), np.max(y_test)))
-    classes = args.classes if args.classes is not None else largest + 1
+    classes = args.classes or getattr(dataset, "num_classes", None) or largest + 1
     if largest >= classes:
         raise ValueError(f"--classes {classes}: the labels of --data {args.data} go up to "
                          f"{largest}.")
@@ -412,20 +432,6 @@ def _num_classes(args, y_train, y_test):
         raise ValueError(f"--hybrid needs at least 2 classes; --data {args.data} has labels "
                          f"0..{largest}.")
     return classes
-
-
-def labelled_batches(image_batches_fn, labels, batch_size, seed, start_step, stop_step):
-    """``(images, labels)`` batches of steps ``start_step..stop_step-1``: the dequantised image
-    batches of ``image_batches_fn(start_step, stop_step)`` zipped with the labels of the same
-    rows (``step_batches`` of ``labels`` with the same ``batch_size`` and ``seed``: its rows
-    depend only on the number of examples, the batch size, the seed and the step)."""
-    import tensorflow as tf
-
-    from tfresflow.data.batches import step_batches
-
-    return tf.data.Dataset.zip(image_batches_fn(start_step, stop_step),
-                               step_batches(np.asarray(labels, np.int32), batch_size, seed,
-                                            start_step, stop_step))
 
 
 def evaluate_classifier(model, images, labels, dataset, seed):
