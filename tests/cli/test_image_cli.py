@@ -216,10 +216,11 @@ def test_a_bad_lam_is_an_argument_error(lam, capsys):
 
 
 def test_lam_values():
-    from tfresflow.cli.image import lam_value
+    from tfresflow.cli.arguments import hybrid_lambda
 
-    assert lam_value("1/D") == "1/D" and lam_value("1/d") == "1/D"
-    assert lam_value("0") == 0.0 and lam_value("1") == 1.0 and lam_value("0.25") == 0.25
+    assert hybrid_lambda("1/D") == "1/D" and hybrid_lambda("1/d") == "1/D"
+    assert hybrid_lambda("0") == 0.0 and hybrid_lambda("1") == 1.0
+    assert hybrid_lambda("0.25") == 0.25
 
 
 def test_the_number_of_classes():

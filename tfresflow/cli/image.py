@@ -51,7 +51,8 @@ import time
 import numpy as np
 
 from tfresflow.cli import report, runs
-from tfresflow.cli.arguments import positive_float
+from tfresflow.cli.arguments import (class_count, decay_rate, hybrid_lambda,
+                                     nonnegative_float)
 
 #: The image model builders of :data:`tfresflow.models.MODEL_BUILDERS` (``coupling-image``
 #: where the installed version has it).
@@ -92,57 +93,6 @@ PAPER_CONFIG = {
 }
 
 
-def _ema_decay(text):
-    """``--ema-decay``: a number in [0, 1) (0: no averaging)."""
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
-
-
-def _classes(text):
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}")
-    return value
-
-
-def _nonnegative_float(text):
-    import argparse
-
-    if text.strip() in ("0", "0.0"):
-        return 0.0
-    try:
-        return positive_float(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-
-
-def lam_value(text):
-    """``--lam``: a number >= 0, or ``1/D`` (one over the number of pixel values of an image)."""
-    import argparse
-
-    if text.replace(" ", "").upper() == "1/D":
-        return "1/D"
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 1/D, got {text!r}")
-    return value
-
-
 def config_help():
     """The ``--help`` text of the image defaults."""
     small = "; ".join(f"{k}: " + " ".join(f"{o}={v}" for o, v in c.items())
@@ -161,20 +111,20 @@ def config_help():
 
 def add_arguments(train):
     """Adds the image-only options of ``tfresflow train``."""
-    train.add_argument("--weight-decay", type=_nonnegative_float, default=None,
+    train.add_argument("--weight-decay", type=nonnegative_float, default=None,
                        help="decoupled weight decay of Adam, image models only (default "
                             f"{DEFAULT_WEIGHT_DECAY:g}, the papers'; 0: none)")
-    train.add_argument("--ema-decay", type=_ema_decay, default=None,
+    train.add_argument("--ema-decay", type=decay_rate, default=None,
                        help="decay of the moving average of the weights used for evaluation, "
                             f"sampling and the saved model, image models only (default "
                             f"{DEFAULT_EMA_DECAY:g}, the papers'; 0: none)")
     train.add_argument("--hybrid", action="store_true",
                        help="train a hybrid model (density + classifier, image models with "
                             "labelled data only)")
-    train.add_argument("--lam", type=lam_value, default=None, metavar="LAMBDA",
+    train.add_argument("--lam", type=hybrid_lambda, default=None, metavar="LAMBDA",
                        help="weight of log p(x) in the hybrid objective lam log p(x) + "
                             f"log p(y|x): a number >= 0 or 1/D (default {DEFAULT_LAM})")
-    train.add_argument("--classes", type=_classes, default=None, metavar="K",
+    train.add_argument("--classes", type=class_count, default=None, metavar="K",
                        help="number of classes of --hybrid (default: 1 + the largest label)")
 
 
@@ -287,11 +237,13 @@ def check_model_options(args, dataset):
     from tfresflow.models import MODEL_BUILDERS
 
     builder = MODEL_BUILDERS.lookup(args.model, "--model")
+    signature = inspect.signature(builder)
     try:
-        inspect.signature(builder).bind(list(dataset.shape), **model_options(args, dataset))
+        signature.bind(list(dataset.shape), **model_options(args, dataset))
     except TypeError as err:
-        raise ValueError(f"Bad option for --model {args.model}: {err}; it takes "
-                         f"{[k for k in inspect.signature(builder).parameters if k != 'event_shape']}.") from None
+        takes = [k for k in signature.parameters if k != "event_shape"]
+        raise ValueError(f"Bad option for --model {args.model}: {err}; it takes {takes}.") \
+            from None
 
 
 def branch_channels(args):
@@ -482,7 +434,7 @@ def write_sample_grid(model, path, seed, n_bits, title, n=GRID_SAMPLES):
     """Draws ``n`` samples of ``model``, writes them to ``path`` as a PNG grid (quantised to
     ``n_bits``) and returns the inverse's residual (``samples_inverse_residual_*``; ``{}`` for a
     model without its flow, e.g. a SavedModel)."""
-    from tfresflow import evaluation, plotting
+    from tfresflow import plotting
     from tfresflow.data.dequantization import quantize
 
     samples, residual = draw(model, n, seed)
