@@ -208,8 +208,10 @@ def resolve_defaults(args):
 
 
 def default_out(args):
-    """``runs/MODEL-DATA`` with the dataset's ``:`` (``tfds:mnist``) made ``-``."""
-    return os.path.join("runs", f"{args.model}-{str(args.data).replace(':', '-')}")
+    """``runs/MODEL-DATA`` (``runs/MODEL-hybrid-DATA`` with ``--hybrid``), the dataset's ``:``
+    (``tfds:mnist``) made ``-``."""
+    kind = f"{args.model}-hybrid" if getattr(args, "hybrid", False) else args.model
+    return os.path.join("runs", f"{kind}-{str(args.data).replace(':', '-')}")
 
 
 def model_options(args, dataset, standardization=None):
