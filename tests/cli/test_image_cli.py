@@ -236,3 +236,17 @@ def test_the_number_of_classes():
     assert _num_classes(args, digits, np.array([0, 3]), np.array([1])) == 10
     args.classes = 4
     assert _num_classes(args, digits, np.array([0, 3]), np.array([1])) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["idensenet-image", "coupling-image"])
+def test_the_other_image_models_train_through_the_cli(model, tmp_path, capsys):
+    out = tmp_path / model
+    code, _, err = _run(["train", "--model", model, "--data", "digits", "--steps", "2",
+                         "--batch-size", "16", "--n-test", "32", "--option", "scales=2",
+                         "--option", "blocks_per_scale=1", "--option", "fc_blocks=0",
+                         "--out", out, "--quiet"], capsys)
+    assert code == 0, err
+    m = _metrics(out)
+    assert m["model"] == model and m["test_bits_per_dim"] < 8.0
+    assert m["test_bits_per_dim_stderr"] > 0 and (out / "samples.png").exists()
