@@ -65,7 +65,9 @@ def add_commands(subparsers):
     train.add_argument("--option", type=option, action="append", default=[],
                        metavar="KEY=VALUE", help="extra model option (repeatable)")
     image.add_arguments(train)
-    train.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA)")
+    train.add_argument("--out", default=None,
+                       help="output directory (default runs/MODEL-DATA; runs/MODEL-hybrid-DATA "
+                            "with --hybrid)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--checkpoint-every", type=positive_int, default=DEFAULT_CHECKPOINT_EVERY,
                        metavar="K", help="steps between training checkpoints in OUT/checkpoints "
