@@ -125,7 +125,8 @@ def add_arguments(train):
                        help="weight of log p(x) in the hybrid objective lam log p(x) + "
                             f"log p(y|x): a number >= 0 or 1/D (default {DEFAULT_LAM})")
     train.add_argument("--classes", type=class_count, default=None, metavar="K",
-                       help="number of classes of --hybrid (default: the dataset's, 10 for the digit sets)")
+                       help="number of classes of --hybrid (default: the dataset's, 10 for "
+                            "the digit sets)")
 
 
 # --------------------------------------------------------------------------- validation
