@@ -19,7 +19,8 @@ random horizontal flips where the papers use them: CIFAR-10, CelebA), batch 64, 
 learning rate 1e-3 and decoupled weight decay 5e-4 (Loshchilov & Hutter, 2019, in Keras' form
 ``theta <- theta - lr * wd * theta`` outside the adaptive step), and an exponential moving
 average of the weights with decay 0.999 (Polyak & Juditsky, 1992; Keras' optimizer
-``use_ema``), which evaluation, sampling and the saved models use. Checkpoints and ``--resume``
+``use_ema``; less for runs shorter than 10,000 steps, :func:`default_ema_decay`), which
+evaluation, sampling and the saved models use. Checkpoints and ``--resume``
 are those of every run (:func:`tfresflow.models.checkpointing.fit_resumable`; the EMA is part of
 the optimiser state).
 
@@ -62,6 +63,9 @@ DEFAULT_STEPS = 300
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_WEIGHT_DECAY = 5e-4
 DEFAULT_EMA_DECAY = 0.999
+#: A run of ``steps`` steps averages over about its last ``steps / EMA_HORIZON_FRACTION`` steps
+#: by default (see :func:`default_ema_decay`).
+EMA_HORIZON_FRACTION = 10
 #: Seed of the offline datasets' train/test split: the same test images for every ``--seed``.
 SPLIT_SEED = 0
 #: Samples drawn for ``samples.png`` (an 8 x 8 grid).
@@ -116,8 +120,11 @@ def add_arguments(train):
                             f"{DEFAULT_WEIGHT_DECAY:g}, the papers'; 0: none)")
     train.add_argument("--ema-decay", type=decay_rate, default=None,
                        help="decay of the moving average of the weights used for evaluation, "
-                            f"sampling and the saved model, image models only (default "
-                            f"{DEFAULT_EMA_DECAY:g}, the papers'; 0: none)")
+                            "sampling and the saved model, image models only (default: the "
+                            f"papers' {DEFAULT_EMA_DECAY:g}, or 1 - {EMA_HORIZON_FRACTION}/steps "
+                            "for runs shorter than "
+                            f"{int(EMA_HORIZON_FRACTION / (1 - DEFAULT_EMA_DECAY))} steps; "
+                            "0: none)")
     train.add_argument("--hybrid", action="store_true",
                        help="train a hybrid model (density + classifier, image models with "
                             "labelled data only)")
@@ -202,10 +209,23 @@ def resolve_defaults(args):
     if args.weight_decay is None:
         args.weight_decay = DEFAULT_WEIGHT_DECAY
     if args.ema_decay is None:
-        args.ema_decay = DEFAULT_EMA_DECAY
+        args.ema_decay = default_ema_decay(args.steps)
     if getattr(args, "hybrid", False) and args.lam is None:
         args.lam = DEFAULT_LAM
     return args
+
+
+def default_ema_decay(steps):
+    """``min(0.999, 1 - 10 / steps)``: the papers' decay 0.999, or less for short runs.
+
+    Keras' average starts at the weights after the first step and is not bias-corrected, so
+    after ``T`` steps the first weights keep the share ``m^T`` of it: for ``m = 0.999`` and the
+    command line's 300 default steps that is 0.74, an average of mostly untrained weights. With
+    ``m = 1 - 10 / T`` (a horizon ``1 / (1 - m)`` of a tenth of the run) it is
+    ``(1 - 10/T)^T < e^-10``; from 10,000 steps on the papers' 0.999 is used.
+    """
+    steps = int(steps)
+    return float(min(DEFAULT_EMA_DECAY, max(0.0, 1.0 - EMA_HORIZON_FRACTION / steps)))
 
 
 def default_out(args):
