@@ -361,13 +361,12 @@ def train_image(args, run):
                                     n_bits=dataset.n_bits, flip=dataset.flip)
     start = time.time()
     try:
-        history, resumed_at = fit_resumable(
+        _, resumed_at = fit_resumable(
             model, None, args.steps, args.batch_size, args.seed, run.checkpoints,
             args.checkpoint_every, callbacks=progress.callbacks(quiet=args.quiet), verbose=0,
             batches=batches)
     except TrainingDiverged as err:
-        raise err.with_hint(f"Try a smaller --lr than {args.lr:g} (e.g. --lr {args.lr / 10:g}) "
-                            "in a new run (--overwrite replaces this one).") from None
+        raise err.with_hint(runs.diverged_hint(args.lr)) from None
     train_seconds = time.time() - start
     metrics = _run_metrics(args, dataset, model, len(x_train), len(x_test))
     metrics.update(train_seconds=train_seconds, resumed_from_step=resumed_at)

@@ -198,8 +198,7 @@ def _fit(args, x_train, run):
                                             callbacks=progress.callbacks(quiet=args.quiet),
                                             verbose=0)
     except TrainingDiverged as err:
-        raise err.with_hint(f"Try a smaller --lr than {args.lr:g} (e.g. --lr {args.lr / 10:g}) "
-                            "in a new run (--overwrite replaces this one).") from None
+        raise err.with_hint(runs.diverged_hint(args.lr)) from None
     return model, history, time.time() - start, resumed_at
 
 
