@@ -66,6 +66,7 @@ from tfresflow.bijectors import tree
 from tfresflow.bijectors.actnorm import ActNormParameters
 from tfresflow.bijectors.squeeze import Squeeze
 from tfresflow.data.dequantization import check_n_bits
+from tfresflow.data.images import check_labels
 from tfresflow.models.flow_model import FlowModel, StopOnNonFiniteLoss
 from tfresflow.validation import check_number, check_positive_int, check_samples
 
@@ -165,8 +166,8 @@ class HybridFlowModel(keras.Model):
                              f"{type(flow.bijector).__name__}.")
         self.num_classes = check_positive_int(num_classes, "num_classes", minimum=2)
         self.event_size = int(np.prod(flow.event_shape))
-        self.lam_config = lam
         self.lam = hybrid_lambda(lam, self.event_size)
+        self.lam_config = "1/D" if isinstance(lam, str) else self.lam   # as saved
         self.branch_channels = check_positive_int(branch_channels, "branch_channels")
         self.n_bits = check_n_bits(n_bits)
         self.seed = seed
@@ -283,9 +284,11 @@ class HybridFlowModel(keras.Model):
     # ----------------------------------------------------------------- joint pass
     def _walk(self, x, seed, training, with_log_det=True):
         """``(log p(x) or None, logits)``: the flow's top-level steps in the density direction,
-        with the branches reading the tapped activations (module docstring)."""
+        with the branches reading the tapped activations (module docstring). Without log-dets
+        (classification) each step's value-only map (:func:`tree.data_to_latent_value`,
+        evaluation mode) runs up to the last branch."""
         flow = self.flow
-        kwargs = flow.step_kwargs(seed, training)
+        kwargs = flow.step_kwargs(seed, training) if with_log_det else None
         ndims = len(self.event_shape)
         log_det = 0.0
         features = []
@@ -293,12 +296,14 @@ class HybridFlowModel(keras.Model):
         taps = dict(zip(self._taps, self.branches))
         h = x
         for k, part in enumerate(self._parts[:last + 1]):
-            kw = kwargs.get(part.name, {})
-            y = part.inverse(h, **kw)
             if with_log_det:
+                kw = kwargs.get(part.name, {})
+                y = part.inverse(h, **kw)
                 log_det = log_det + part.inverse_log_det_jacobian(h, event_ndims=ndims, **kw)
-            ndims = int(part.inverse_event_ndims(ndims))
-            h = y
+                ndims = int(part.inverse_event_ndims(ndims))
+                h = y
+            else:
+                h = tree.data_to_latent_value(part, h)
             if k in taps:
                 features.append(taps[k](h))
         logits = self.classifier(tf.concat(features, axis=-1))
@@ -320,21 +325,17 @@ class HybridFlowModel(keras.Model):
             lambda v, s: self._walk(v, s, training), flow._as_batch(x),
             flow._seed_now(seed, flow.has_stochastic_log_det))
 
-    def logits(self, x, seed=None):
-        """Unnormalised class log-probabilities ``[n, num_classes]`` (evaluation mode).
-
-        The flow's values do not depend on the log-det noise, so ``seed`` only matters for
-        flows whose maps themselves are random (none in tfresflow).
-        """
+    def logits(self, x):
+        """Unnormalised class log-probabilities ``[n, num_classes]`` (evaluation mode; the
+        flow's values only, no log-det, so deterministic)."""
         flow = self.flow
         return flow._call_compiled(
             f"hybrid_logits_{id(self)}",
-            lambda v, s: self._walk(v, s, False, with_log_det=False)[1], flow._as_batch(x),
-            flow._seed_now(seed, flow.has_stochastic_log_det))
+            lambda v: self._walk(v, None, False, with_log_det=False)[1], flow._as_batch(x))
 
-    def classify(self, x, seed=None):
+    def classify(self, x):
         """Class probabilities ``p(y|x) = softmax(logits)``, shape ``[n, num_classes]``."""
-        return tf.nn.softmax(self.logits(x, seed=seed), axis=-1)
+        return tf.nn.softmax(self.logits(x), axis=-1)
 
     def predict_proba(self, x, batch_size=256):
         """Class probabilities of ``x`` (a numpy array of images) in batches, as numpy."""
@@ -393,16 +394,10 @@ class HybridFlowModel(keras.Model):
         if y is None:
             raise ValueError(f"HybridFlowModel needs class labels `{name_y}` (integers "
                              f"0..{self.num_classes - 1}).")
-        labels = np.asarray(y)
-        if labels.ndim != 1 or len(labels) != len(x):
-            raise ValueError(f"`{name_y}` must be a vector of {len(x)} class labels, got shape "
-                             f"{list(labels.shape)}.")
-        if labels.size and (not np.all(np.isfinite(labels.astype(np.float64)))
-                            or not np.all(labels == np.round(labels))):
-            raise ValueError(f"`{name_y}` must hold integer class labels.")
-        if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise ValueError(f"`{name_y}` must hold labels in 0..{self.num_classes - 1}, got "
-                             f"values in {int(labels.min())}..{int(labels.max())}.")
+        labels = check_labels(y, len(x), name=name_y)
+        if labels.size and labels.max() >= self.num_classes:
+            raise ValueError(f"`{name_y}` must hold class indices 0..{self.num_classes - 1} "
+                             f"(num_classes={self.num_classes}), got {int(labels.max())}.")
         return x, labels.astype(np.int32)
 
     def fit(self, x=None, y=None, **kwargs):
