@@ -55,11 +55,11 @@ def test_train_writes_bits_per_dim_with_stderr_samples_and_models(image_run):
     assert 0 < m["test_bits_per_dim_stderr"] < 0.5
     # better than the uniform density on [0, 1)^D, which scores exactly 8 bits/dim
     assert m["test_bits_per_dim"] < 8.0
-    # the fixed-point inverse was solved: the round trip z -> x -> f^-1(x) is at float32
-    # rounding, amplified by the logit transform near saturated pixels (alpha = 1e-5: its
-    # derivative reaches 1/alpha, so a rounding of 6e-8 in x moves z by up to 6e-3)
-    assert m["samples_inverse_residual_rms"] < 1e-2
-    assert m["samples_inverse_residual_max_abs"] < 1.0
+    # the fixed-point inverse was solved: the round trip z -> u -> f^-1(u) (up to the logit
+    # transform) is at the solver's tolerance and float32 rounding
+    assert m["samples_inverse_nonfinite"] == 0
+    assert m["samples_inverse_residual_rms"] < 1e-4
+    assert m["samples_inverse_residual_max_abs"] < 1e-3
     assert m["samples_latent_max_abs"] > 1.0
 
 
