@@ -10,8 +10,13 @@ unbiased estimate is reported beside it. :func:`nll_method` words how an NLL was
 import numpy as np
 import tensorflow as tf
 
+import tensorflow_probability as tfp
+
 from tfresflow import random as trf_random
+from tfresflow.bijectors.logit import LogitTransform
 from tfresflow.data import dequantization
+
+tfb = tfp.bijectors
 
 #: Stochastic-log-det models are evaluated with the exact log-det up to this event size.
 EXACT_EVAL_MAX_DIM = 2
@@ -147,3 +152,84 @@ def image_bits_per_dim(model, images, n_bits=8, seed=0, batch_size=256, exact=Fa
     nll, nll_se = nll_with_stderr(model, x, batch_size=batch_size, seed=seed, exact=exact)
     return (float(dequantization.bits_per_dim(-nll, d, n_bits)),
             float(nll_se / (d * np.log(2.0))))
+
+
+def samples_with_inverse_residual(model, n, seed=0):
+    """``n`` samples of a flow drawn by its sampling map, and how well that map was inverted.
+
+    Sampling a residual flow solves ``x + g(x) = z`` block by block by the fixed-point
+    iteration (Behrmann et al., 2019, Algorithm 1); the result is checked by mapping the
+    samples back: with ``z ~ p_Z`` and ``x = f(z)`` (TFP ``forward``, latent -> data), the
+    residual is ``r = f^{-1}(x) - z`` with ``f^{-1}`` the cheap data -> latent direction, applied
+    to a fresh tensor (no TFP cache). For an exact inverse ``r = 0``; it measures the solver's
+    tolerance and the float32 rounding, amplified by at most ``1 / (1 - Lip(g))`` per block.
+
+    Args:
+      model: a ``FlowModel`` (anything with ``base()``, ``bijector``, ``step_kwargs``).
+      n: number of samples.
+      seed: integer seed of the latent draws.
+
+    A flow whose data-side step is a :class:`~tfresflow.bijectors.LogitTransform` (the image
+    flows) is checked up to that step's input ``u`` (``x = sigmoid-map(u)``): the logit's own
+    inverse is closed-form, and its slope (up to ``1 / alpha``) would only amplify the float32
+    rounding of ``x`` (and a sigmoid that rounds to exactly 0 or 1 has an infinite logit). A
+    sample whose way back is still not finite is counted in ``inverse_nonfinite``, and the
+    residual statistics are over the other samples.
+
+    Returns:
+      ``(samples, residual)``: float32 numpy ``[n, *event_shape]`` and a dict with
+      ``inverse_residual_max_abs`` (max over all elements of ``|r|``),
+      ``inverse_residual_rms``, ``inverse_nonfinite`` (samples whose ``f^{-1}(x)`` is not
+      finite) and ``latent_max_abs`` (``max |z|``, the scale of ``r``).
+    """
+    seed_base, seed_flow = tf.unstack(trf_random.split(trf_random.as_seed([int(seed), 11]), 2))
+    z = model.base().sample(int(n), seed=seed_base)
+    kwargs = model.step_kwargs(seed_flow, training=False)
+    flow, first = model.bijector, None
+    parts = list(getattr(flow, "bijectors", ()))
+    if parts and isinstance(parts[0], LogitTransform):   # data -> latent order: logit first
+        first, flow = parts[0], tfb.Chain(parts[1:], name=flow.name)
+    u = flow.forward(z, **kwargs)
+    x = (u if first is None else first.forward(u)).numpy()
+    z_back = flow.inverse(tf.constant(u.numpy()), **kwargs).numpy()
+    r = (z_back.astype(np.float64) - z.numpy().astype(np.float64)).reshape(len(x), -1)
+    finite = np.all(np.isfinite(r), axis=1)
+    r = r[finite]
+    return x, {"inverse_residual_max_abs": float(np.max(np.abs(r))) if r.size else float("nan"),
+               "inverse_residual_rms": float(np.sqrt(np.mean(r ** 2))) if r.size else
+               float("nan"),
+               "inverse_nonfinite": int(np.sum(~finite)),
+               "latent_max_abs": float(np.max(np.abs(z.numpy())))}
+
+
+def classification_with_stderr(model, images, labels, n_bits=8, seed=0, batch_size=256):
+    """Accuracy and cross-entropy of a classifier of images, with standard errors.
+
+    The uint8 ``images`` are dequantised exactly as :func:`image_bits_per_dim` does for the
+    same ``seed`` (the same inputs the bits/dim is computed on) and classified by
+    ``model.classify`` (class probabilities ``p(y|x)``, e.g. a
+    :class:`tfresflow.models.HybridFlowModel` or its SavedModel). Per image, correct =
+    ``[argmax_k p(k|x) = y]`` and cross-entropy ``-log p(y|x)`` (nats); each metric is the
+    :func:`mean_and_stderr` of those values (for the accuracy ``a``, ``sqrt(a (1 - a) / (n - 1))``).
+
+    Returns:
+      dict with ``test_accuracy``, ``test_accuracy_stderr``, ``test_cross_entropy``,
+      ``test_cross_entropy_stderr``.
+    """
+    images = np.asarray(images)
+    labels = np.asarray(labels).astype(np.int64).reshape(-1)
+    if len(labels) != len(images):
+        raise ValueError(f"`labels` must hold one label per image ({len(images)}), got "
+                         f"{len(labels)}.")
+    x = dequantization.dequantize(images, trf_random.fold_in_tag(seed, "eval/dequantize"),
+                                  n_bits).numpy()
+    probs = np.concatenate([np.asarray(model.classify(tf.constant(x[i:i + batch_size])))
+                            for i in range(0, len(x), int(batch_size))]).astype(np.float64)
+    if probs.ndim != 2 or labels.min() < 0 or labels.max() >= probs.shape[1]:
+        raise ValueError(f"`labels` must lie in 0..{probs.shape[-1] - 1}, got "
+                         f"{int(labels.min())}..{int(labels.max())}.")
+    picked = probs[np.arange(len(labels)), labels]
+    acc, acc_se = mean_and_stderr(np.argmax(probs, axis=1) == labels)
+    ce, ce_se = mean_and_stderr(-np.log(np.maximum(picked, np.finfo(np.float64).tiny)))
+    return {"test_accuracy": acc, "test_accuracy_stderr": acc_se,
+            "test_cross_entropy": ce, "test_cross_entropy_stderr": ce_se}

@@ -1,4 +1,5 @@
-"""Figures for 2-D flows: density heat-maps and samples next to data (PNG, written atomically)."""
+"""Figures: density heat-maps and samples next to data for 2-D flows, grids of image samples
+(PNG, written atomically)."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -58,28 +59,47 @@ def save_samples(path, data, samples, limits, title="samples vs data"):
     return _save(fig, path)
 
 
-def save_image_grid(path, images, title="images", columns=8):
-    """A grid of grey-scale images ``[n, H, W]`` or ``[n, H, W, 1]`` (values in [0, 1]; 1 is
-    white) on a mid-grey frame, as PNG."""
-    images = np.asarray(images, np.float32)
-    if images.ndim == 4:
-        images = images[..., 0]
-    if images.ndim != 3 or not len(images):
-        raise ValueError(f"`images` must be [n, H, W] or [n, H, W, 1], got shape "
-                         f"{list(images.shape)}.")
-    n, h, w = images.shape
-    columns = min(int(columns), n)
-    rows = -(-n // columns)
-    grid = np.full((rows * (h + 1) + 1, columns * (w + 1) + 1), 0.5, np.float32)
+def image_grid(images, columns=None):
+    """Tiles ``[n, H, W, C]`` images (C = 1 or 3) into one ``[rows H, columns W, C]`` array.
+
+    ``columns`` defaults to ``ceil(sqrt(n))``; empty cells of the last row stay 0 (black).
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or len(images) == 0:
+        raise ValueError(f"`images` must be a non-empty array [n, H, W, C] with C = 1 or 3, "
+                         f"got shape {list(images.shape)}.")
+    n, h, w, c = images.shape
+    columns = int(np.ceil(np.sqrt(n))) if columns is None else int(columns)
+    rows = int(np.ceil(n / columns))
+    grid = np.zeros((rows * h, columns * w, c), images.dtype)
     for i, image in enumerate(images):
-        r, c = divmod(i, columns)
-        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = image
-    fig, ax = plt.subplots(figsize=(0.5 + 0.45 * columns * max(w, 8) / 8,
-                                    0.7 + 0.45 * rows * max(h, 8) / 8))
-    ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_title(title)
+        r, q = divmod(i, columns)
+        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = image
+    return grid
+
+
+def save_image_grid(path, images, title=None, columns=None):
+    """Images as one grid PNG (:func:`image_grid`), grey-scale for one channel.
+
+    ``images``: uint8 ``[n, H, W, C]`` (e.g. :func:`tfresflow.data.dequantization.quantize` of
+    samples), or floats in [0, 1] (1 is white), ``[n, H, W]`` or ``[n, H, W, C]``.
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if np.issubdtype(images.dtype, np.floating):
+        images = np.round(np.clip(images, 0.0, 1.0) * 255).astype(np.uint8)
+    grid = image_grid(images, columns)
+    rows, cols = grid.shape[0] / images.shape[1], grid.shape[1] / images.shape[2]
+    fig, ax = plt.subplots(figsize=(max(2.0, 0.6 * cols), max(2.0, 0.6 * rows) + 0.3))
+    if grid.shape[-1] == 1:
+        ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(grid, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
     return _save(fig, path)
 
 

@@ -124,3 +124,35 @@ def test_a_non_finite_loss_stops_at_once_keeping_the_last_good_checkpoint(tmp_pa
     restored = _model("coupling")
     assert TrainingCheckpoint(restored, directory).restore() == 10
     assert all(np.all(np.isfinite(v.numpy())) for v in restored.variables)
+
+
+def _ema_model(momentum):
+    keras.utils.set_random_seed(0)
+    model = build_model("resflow", 2, n_steps=2, hidden_units=(8,), seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2, use_ema=True, ema_momentum=momentum))
+    return model
+
+
+def test_with_an_ema_optimiser_the_fitted_weights_are_the_moving_average(tmp_path):
+    """theta_ema_1 = theta_1, theta_ema_t = m theta_ema_(t-1) + (1 - m) theta_t (Polyak
+    averaging of the weights after each step, Keras' ``use_ema``): after ``fit_resumable``
+    the model holds theta_ema_T, also when a later call finds the run already finished."""
+    m, steps = 0.6, 10
+    log = StepLog()
+    model = _ema_model(m)
+    fit_resumable(model, X, steps, BATCH, SEED, str(tmp_path / "run"), 4, callbacks=[log],
+                  verbose=0)
+    trainable = [i for i, v in enumerate(model.variables) if v.trainable]
+    ema = [log.weights[0][i].astype(np.float64) for i in trainable]
+    for weights in log.weights[1:]:
+        ema = [m * e + (1 - m) * weights[i] for e, i in zip(ema, trainable)]
+    fitted = [v.numpy() for v in model.trainable_variables]
+    for e, w in zip(ema, fitted):
+        np.testing.assert_allclose(w, e, rtol=1e-5, atol=1e-6)
+    assert not all(np.allclose(w, log.weights[-1][i]) for w, i in zip(fitted, trainable))
+
+    again = _ema_model(m)             # a new process finding the finished checkpoint
+    _, start = fit_resumable(again, X, steps, BATCH, SEED, str(tmp_path / "run"), 4, verbose=0)
+    assert start == steps
+    for a, b in zip(again.trainable_variables, fitted):
+        np.testing.assert_array_equal(a.numpy(), b)

@@ -102,3 +102,40 @@ def positive_float(text):
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def _float_in(text, low, high, what, include_low=True):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not ((low <= value if include_low else low < value) and value < high):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def nonnegative_float(text):
+    """A finite number >= 0, e.g. ``--weight-decay 5e-4``."""
+    return _float_in(text, 0.0, float("inf"), "a number >= 0")
+
+
+def decay_rate(text):
+    """A number in ``[0, 1)``, e.g. ``--ema-decay 0.999`` (0: no averaging)."""
+    return _float_in(text, 0.0, 1.0, "a number in [0, 1)")
+
+
+def class_count(text):
+    """An integer >= 2, e.g. ``--classes 10``."""
+    return _int_at_least(text, 2, "an integer >= 2")
+
+
+def hybrid_lambda(text):
+    """``--lam``: a finite number >= 0, or ``1/D`` (returned as the string ``"1/D"``; one over
+    the number of pixel values of an image, resolved by the model)."""
+    if text.replace(" ", "").upper() == "1/D":
+        return "1/D"
+    try:
+        return nonnegative_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 1/D, got {text!r}") \
+            from None

@@ -234,6 +234,12 @@ def finish(run):
     return run
 
 
+def diverged_hint(lr):
+    """The advice closing a ``TrainingDiverged`` message of a ``train`` run at ``--lr lr``."""
+    return (f"Try a smaller --lr than {lr:g} (e.g. --lr {lr / 10:g}) in a new run (--overwrite "
+            "replaces this one).")
+
+
 def report_warnings(metrics, event_size):
     """Adds ``warnings`` to ``metrics`` (a result far worse than the Gaussian baseline) and
     prints each as ``warning: ...``."""

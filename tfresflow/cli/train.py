@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from tfresflow.cli import loading, report, runs
+from tfresflow.cli import image, loading, report, runs
 from tfresflow.cli.arguments import (add_n_steps, int_list, option, output_file, positive_float,
                                      positive_int)
 from tfresflow.cli.boosted import train_boosted
@@ -27,22 +27,37 @@ from tfresflow.cli import vae
 DEFAULT_DATA = "checkerboard"
 DEFAULT_MODEL = "coupling"
 DEFAULT_CHECKPOINT_EVERY = 500
+#: Defaults of a vector (toy / .npy) run; image runs have their own (tfresflow.cli.image).
+DEFAULT_STEPS = 2000
+DEFAULT_BATCH_SIZE = 256
+DEFAULT_N_TRAIN = 20000
+DEFAULT_N_TEST = 5000
 
 
 def add_commands(subparsers):
     """Adds ``train``, ``evaluate`` and ``sample`` to an argparse subparsers object."""
-    train = subparsers.add_parser("train", help="train a flow and write metrics, figures, models")
+    train = subparsers.add_parser("train", help="train a flow and write metrics, figures, models",
+                                  epilog=image.config_help())
     train.set_defaults(run=run_train)
     runs.record_given_options(train)
     train.add_argument("--data", default=DEFAULT_DATA,
-                       help="toy density name or a .npy file of shape [n, d] (default: "
-                            f"{DEFAULT_DATA})")
+                       help="toy density name, a .npy file of shape [n, d], or an image "
+                            "dataset (digits, mnist5k, tfds:NAME) for an image --model "
+                            f"(default: {DEFAULT_DATA})")
     train.add_argument("--model", default=DEFAULT_MODEL, help=f"model (default: {DEFAULT_MODEL})")
-    train.add_argument("--steps", type=positive_int, default=2000, help="optimiser steps")
-    train.add_argument("--batch-size", type=positive_int, default=256)
+    train.add_argument("--steps", type=positive_int, default=None,
+                       help=f"optimiser steps (default {DEFAULT_STEPS}; image models "
+                            f"{image.DEFAULT_STEPS})")
+    train.add_argument("--batch-size", type=positive_int, default=None,
+                       help=f"default {DEFAULT_BATCH_SIZE}; image models "
+                            f"{image.DEFAULT_BATCH_SIZE}")
     train.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (positive)")
-    train.add_argument("--n-train", type=positive_int, default=20000)
-    train.add_argument("--n-test", type=positive_int, default=5000)
+    train.add_argument("--n-train", type=positive_int, default=None,
+                       help=f"training examples (default {DEFAULT_N_TRAIN}; image data: at most "
+                            "this many of the train split, default all)")
+    train.add_argument("--n-test", type=positive_int, default=None,
+                       help=f"test examples (default {DEFAULT_N_TEST}; image data: at most this "
+                            "many of the test split, default all)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--hidden", type=int_list, default=None,
                        help="hidden widths, e.g. 64,64")
@@ -53,7 +68,10 @@ def add_commands(subparsers):
     vae.add_vae_arguments(train)
     train.add_argument("--option", type=option, action="append", default=[],
                        metavar="KEY=VALUE", help="extra model option (repeatable)")
-    train.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA)")
+    image.add_arguments(train)
+    train.add_argument("--out", default=None,
+                       help="output directory (default runs/MODEL-DATA; runs/MODEL-hybrid-DATA "
+                            "with --hybrid)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--checkpoint-every", type=positive_int, default=DEFAULT_CHECKPOINT_EVERY,
                        metavar="K", help="steps between training checkpoints in OUT/checkpoints "
@@ -72,7 +90,8 @@ def add_commands(subparsers):
                           help="toy density name or .npy file (default: the data recorded in "
                                "the run's metrics.json)")
     evaluate.add_argument("--n", type=positive_int, default=None,
-                          help="test examples of a toy density (default: the run's --n-test)")
+                          help="test examples of a toy density, or at most this many test "
+                               "images of an image dataset (default: the run's --n-test)")
     evaluate.add_argument("--seed", type=int, default=None,
                           help="seed of the training run: the test set is the one `train` drew "
                                "(default: the run's seed)")
@@ -83,7 +102,8 @@ def add_commands(subparsers):
     sample.add_argument("--n", type=positive_int, default=1000)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", required=True, type=output_file,
-                        help=".npy file to write (its folder must exist)")
+                        help=".npy file to write (its folder must exist); for an image model "
+                             "also a .png grid of the samples")
 
 
 def load_data(spec, n_train, n_test, seed, event_shape=None):
@@ -116,7 +136,11 @@ def run_train(args):
                          f"{sorted(MODEL_BUILDERS)}.")
     if args.components is not None and args.model != "boosted":
         raise ValueError(f"--components applies to --model boosted only, not {args.model!r}.")
-    run = runs.prepare(args, os.path.join("runs", f"{args.model}-{os.path.basename(args.data)}"))
+    run = runs.prepare(args, image.default_out(args) if image.is_image_data(args.data) else
+                       os.path.join("runs", f"{args.model}-{os.path.basename(args.data)}"))
+    if image.check_image_run(args):  # after prepare: --resume restores the run's settings
+        return image.train_image(args, run)
+    _resolve_defaults(args)
     x_train, x_test = load_data(args.data, args.n_train, args.n_test, args.seed)
     io.ensure_writable_dir(run.out, "--out")
     if args.model == "boosted":
@@ -138,6 +162,15 @@ def run_train(args):
     runs.finish(run)
     print(f"wrote {run.out}/" + ", ".join(written))
     return metrics
+
+
+def _resolve_defaults(args):
+    """Fills the options a vector run left unset (``None``) with the vector defaults."""
+    for key, value in (("steps", DEFAULT_STEPS), ("batch_size", DEFAULT_BATCH_SIZE),
+                       ("n_train", DEFAULT_N_TRAIN), ("n_test", DEFAULT_N_TEST)):
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
 
 
 def _fit(args, x_train, run):
@@ -172,8 +205,7 @@ def _fit(args, x_train, run):
                                             callbacks=progress.callbacks(quiet=args.quiet),
                                             verbose=0)
     except TrainingDiverged as err:
-        raise err.with_hint(f"Try a smaller --lr than {args.lr:g} (e.g. --lr {args.lr / 10:g}) "
-                            "in a new run (--overwrite replaces this one).") from None
+        raise err.with_hint(runs.diverged_hint(args.lr)) from None
     return model, history, time.time() - start, resumed_at
 
 
@@ -215,6 +247,8 @@ def run_evaluate(args):
     from tfresflow import evaluation
 
     model = loading.load_model(args.model_path)
+    if image.is_image_model_object(model):
+        return image.run_evaluate(args, model)
     data, n, seed, note = loading.evaluation_split(args.model_path, args.data, args.n,
                                                    args.seed)
     x_test = load_data(data, 1, n, seed, event_shape=getattr(model, "event_shape", None))[1]
@@ -231,6 +265,8 @@ def run_sample(args):
     from tfresflow.io import atomic_path
 
     model = loading.load_model(args.model_path)
+    if image.is_image_model_object(model):
+        return image.run_sample(args, model)
     samples = model.sample(args.n, seed=args.seed).numpy()
     with atomic_path(args.out) as tmp:
         with open(tmp, "wb") as f:

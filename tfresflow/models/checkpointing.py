@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfresflow.data.batches import step_batches
-from tfresflow.lipschitz import LipschitzUpdate, find_lipschitz_layers
+from tfresflow.lipschitz import LipschitzUpdate, find_lipschitz_layers, update_lipschitz_layers
 from tfresflow.validation import check_positive_int
 
 __all__ = ["TrainingCheckpoint", "CheckpointEvery", "RecordNonFiniteLoss", "TrainingDiverged",
@@ -189,18 +189,32 @@ class CheckpointEvery(keras.callbacks.Callback):
 
 
 def fit_resumable(model, x, steps, batch_size, seed, directory, every, callbacks=(),
-                  verbose=1):
+                  verbose=1, batches=None):
     """Trains ``model`` on ``x`` to ``steps`` optimiser steps, resuming from ``directory``.
+
+    With an optimiser that keeps an exponential moving average of the weights (Keras'
+    ``use_ema=True``: ``theta_ema <- m theta_ema + (1 - m) theta`` after every step, Polyak &
+    Juditsky, 1992), Keras' ``fit`` overwrites the weights with their average when it ends;
+    here the same happens also when the checkpoint had already reached ``steps`` (a finished
+    training whose run was stopped later), and the power-iteration state of every Lipschitz
+    layer is then refreshed for the averaged weights (as the Residual Flows code does after
+    swapping in its EMA weights, Chen et al., 2019, App. E), so evaluation and sampling use the
+    averaged weights with their own spectral normalisation.
 
     Args:
       model: a compiled Keras model (e.g. a ``FlowModel``) trained by ``fit(x)``.
       x: training examples ``[n, *event_shape]``; batches from
-        :func:`~tfresflow.data.batches.step_batches` with ``batch_size`` and ``seed``.
+        :func:`~tfresflow.data.batches.step_batches` with ``batch_size`` and ``seed``
+        (unused when ``batches`` is given).
       steps: total optimiser steps of the run.
       directory: checkpoint directory; its latest checkpoint (if any) is restored first.
       every: steps between checkpoints (one is also written at the end).
       callbacks: further Keras callbacks for ``fit``.
       verbose: ``fit``'s verbosity.
+      batches: optional ``fn(start_step, stop_step) -> tf.data.Dataset`` of the batches of
+        those steps, a pure function of the step (e.g. ``functools.partial(
+        tfresflow.data.images.image_batches, images, batch_size, seed)``: dequantised images
+        with fresh noise per step), in place of ``step_batches(x, batch_size, seed, ...)``.
 
     Returns:
       ``(history, start_step)``: the Keras ``History`` of the steps run here (``None`` when
@@ -218,6 +232,7 @@ def fit_resumable(model, x, steps, batch_size, seed, directory, every, callbacks
         raise ValueError(f"The checkpoint in {directory!r} is at step {start}, past `steps`="
                          f"{steps}.")
     if start == steps:
+        _use_averaged_weights(model)
         return None, start
     guard = RecordNonFiniteLoss(start)
     callbacks = [guard, CheckpointEvery(state, every, guard), *callbacks]
@@ -225,9 +240,23 @@ def fit_resumable(model, x, steps, batch_size, seed, directory, every, callbacks
         # The restored power-iteration state is already the one after step ``start``'s
         # update; another update at train begin would make the resumed run differ.
         callbacks.append(LipschitzUpdate(on_train_begin_update=False))
-    history = model.fit(step_batches(x, batch_size, seed, start, steps), epochs=1,
+    if batches is None:
+        def batches(first, stop):
+            return step_batches(x, batch_size, seed, first, stop)
+    history = model.fit(batches(start, steps), epochs=1,
                         steps_per_epoch=steps - start, shuffle=False, verbose=verbose,
                         callbacks=callbacks)
     if guard.diverged:
         raise TrainingDiverged(guard.step, steps, guard.loss, state.latest_step, directory)
+    _use_averaged_weights(model)
     return history, start
+
+
+def _use_averaged_weights(model):
+    """With an EMA optimiser: the averaged weights in the model (Keras'
+    ``finalize_variable_values``, idempotent) and the Lipschitz normalisation refreshed."""
+    optimizer = model.optimizer
+    if not getattr(optimizer, "use_ema", False):
+        return
+    optimizer.finalize_variable_values(model.trainable_variables)
+    update_lipschitz_layers(getattr(model, "flow_layers", model))
