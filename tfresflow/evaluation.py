@@ -15,6 +15,7 @@ import tensorflow_probability as tfp
 from tfresflow import random as trf_random
 from tfresflow.bijectors.logit import LogitTransform
 from tfresflow.data import dequantization
+from tfresflow.data.images import check_labels
 
 tfb = tfp.bijectors
 
@@ -132,6 +133,15 @@ def bits_per_dim_with_stderr(log_prob, event_size, n_bits=8):
     return mean_and_stderr(dequantization.bits_per_dim(log_prob, event_size, n_bits))
 
 
+def dequantized_test_images(images, seed=0, n_bits=8):
+    """uint8 test ``images`` dequantised once with the fixed seed
+    ``fold_in_tag(seed, "eval/dequantize")`` (one noise draw per image), as float32 numpy: the
+    inputs that :func:`image_bits_per_dim` and :func:`classification_with_stderr` score."""
+    return dequantization.dequantize(np.asarray(images),
+                                     trf_random.fold_in_tag(seed, "eval/dequantize"),
+                                     n_bits).numpy()
+
+
 def image_bits_per_dim(model, images, n_bits=8, seed=0, batch_size=256, exact=False):
     """Test bits/dim of an image flow on uint8 ``images``, with its standard error.
 
@@ -147,8 +157,7 @@ def image_bits_per_dim(model, images, n_bits=8, seed=0, batch_size=256, exact=Fa
     """
     images = np.asarray(images)
     d = int(np.prod(images.shape[1:]))
-    x = dequantization.dequantize(images, trf_random.fold_in_tag(seed, "eval/dequantize"),
-                                  n_bits).numpy()
+    x = dequantized_test_images(images, seed, n_bits)
     nll, nll_se = nll_with_stderr(model, x, batch_size=batch_size, seed=seed, exact=exact)
     return (float(dequantization.bits_per_dim(-nll, d, n_bits)),
             float(nll_se / (d * np.log(2.0))))
@@ -217,17 +226,16 @@ def classification_with_stderr(model, images, labels, n_bits=8, seed=0, batch_si
       ``test_cross_entropy_stderr``.
     """
     images = np.asarray(images)
-    labels = np.asarray(labels).astype(np.int64).reshape(-1)
-    if len(labels) != len(images):
-        raise ValueError(f"`labels` must hold one label per image ({len(images)}), got "
-                         f"{len(labels)}.")
-    x = dequantization.dequantize(images, trf_random.fold_in_tag(seed, "eval/dequantize"),
-                                  n_bits).numpy()
+    num_classes = getattr(model, "num_classes", None)
+    labels = check_labels(np.asarray(labels).reshape(-1), len(images), "labels", num_classes)
+    x = dequantized_test_images(images, seed, n_bits)
     probs = np.concatenate([np.asarray(model.classify(tf.constant(x[i:i + batch_size])))
                             for i in range(0, len(x), int(batch_size))]).astype(np.float64)
-    if probs.ndim != 2 or labels.min() < 0 or labels.max() >= probs.shape[1]:
-        raise ValueError(f"`labels` must lie in 0..{probs.shape[-1] - 1}, got "
-                         f"{int(labels.min())}..{int(labels.max())}.")
+    if probs.ndim != 2:
+        raise ValueError(f"`model.classify` must give class probabilities [n, classes], got "
+                         f"shape {list(probs.shape)}.")
+    if num_classes is None:   # a classifier that does not say its number of classes
+        check_labels(labels, len(images), "labels", probs.shape[1])
     picked = probs[np.arange(len(labels)), labels]
     acc, acc_se = mean_and_stderr(np.argmax(probs, axis=1) == labels)
     ce, ce_se = mean_and_stderr(-np.log(np.maximum(picked, np.finfo(np.float64).tiny)))

@@ -241,9 +241,10 @@ def load_images(name, split="train", seed=0, test_fraction=TEST_FRACTION, data_d
     return images, labels
 
 
-def check_labels(labels, n, name="labels"):
-    """``labels`` as an int64 array ``[n]`` of class indices >= 0, else a ValueError naming
-    ``name`` (``None``: the dataset has no labels, e.g. ``tfds:celeb_a``)."""
+def check_labels(labels, n, name="labels", num_classes=None):
+    """``labels`` as an int64 array ``[n]`` of class indices >= 0 (and < ``num_classes`` when
+    given), else a ValueError naming ``name`` (``None``: the dataset has no labels, e.g.
+    ``tfds:celeb_a``)."""
     if labels is None:
         raise ValueError(f"`{name}` is None: this dataset has no class labels (tfds:celeb_a); "
                          "labelled batches need a labelled dataset (digits, mnist5k, "
@@ -254,6 +255,9 @@ def check_labels(labels, n, name="labels"):
                          f"image), got dtype {labels.dtype} and shape {list(labels.shape)}.")
     if n and labels.min() < 0:
         raise ValueError(f"`{name}` must be class indices >= 0, got {int(labels.min())}.")
+    if n and num_classes is not None and labels.max() >= num_classes:
+        raise ValueError(f"`{name}` must hold class indices 0..{num_classes - 1} "
+                         f"(num_classes={num_classes}), got {int(labels.max())}.")
     return labels.astype(np.int64)
 
 

@@ -11,7 +11,7 @@
 from tfresflow.lipschitz import activations  # noqa: F401
 from tfresflow.lipschitz.base import LipschitzLayer, validate_coeff  # noqa: F401
 from tfresflow.lipschitz.callbacks import (LipschitzUpdate, find_lipschitz_layers,  # noqa: F401
-                                           update_lipschitz_layers)
+                                           update_lipschitz_layers, with_lipschitz_update)
 from tfresflow.lipschitz.conv import LipschitzConv2D  # noqa: F401
 from tfresflow.lipschitz.dense import LipschitzDense  # noqa: F401
 from tfresflow.lipschitz.induced_norms import (NormOrder, chain_orders,  # noqa: F401

@@ -141,3 +141,20 @@ class LipschitzUpdate(keras.callbacks.Callback):
 
     def on_predict_begin(self, logs=None):
         self._update()
+
+
+def with_lipschitz_update(callbacks, layers):
+    """``callbacks`` (a list, or ``None``) plus one :class:`LipschitzUpdate` when ``layers``
+    (anything :func:`find_lipschitz_layers` walks) hold Lipschitz layers and the list has no
+    update yet: the callbacks a model's ``fit``/``evaluate`` passes on to Keras.
+
+    A ``keras.callbacks.CallbackList`` is returned unchanged: it is ``fit``'s own validation
+    pass, whose list already holds the update.
+    """
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        return callbacks
+    callbacks = list(callbacks or [])
+    if find_lipschitz_layers(layers) and not any(isinstance(c, LipschitzUpdate)
+                                                 for c in callbacks):
+        callbacks.append(LipschitzUpdate())
+    return callbacks

@@ -51,7 +51,7 @@ from tfresflow.bijectors.base import KerasBijector
 from tfresflow.bijectors import tree
 from tfresflow.bijectors.serialization import deserialize_bijector, serialize_bijector
 from tfresflow.distributions.base import make_base_distribution
-from tfresflow.lipschitz import LipschitzUpdate, find_lipschitz_layers
+from tfresflow.lipschitz import with_lipschitz_update
 from tfresflow.solvers import as_nonconvergence_error
 from tfresflow.validation import check_event_shape, check_positive_int, check_samples
 
@@ -67,6 +67,21 @@ def sample_count(n):
     if isinstance(value, np.ndarray):
         value = value.item() if value.ndim == 0 else value.tolist()
     return tf.constant(check_positive_int(value, "n", minimum=0), tf.int32)
+
+
+def batch_mean_loss(model, per_example, sample_weight=None):
+    """The training loss of a ``compute_loss`` override from per-example losses ``[b]``:
+    ``mean(w * loss)`` (Keras' sample weighting), plus ``model.losses`` (regularisers), divided
+    by the number of replicas in sync under a ``tf.distribute`` strategy (Keras scales its
+    compiled losses by ``1 / num_replicas`` itself; an override must do it)."""
+    if sample_weight is not None:
+        per_example = per_example * tf.cast(tf.reshape(sample_weight, tf.shape(per_example)),
+                                            per_example.dtype)
+    loss = tf.reduce_mean(per_example)
+    if model.losses:
+        loss = loss + tf.add_n(model.losses)
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss / tf.cast(replicas, loss.dtype) if replicas > 1 else loss
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -352,15 +367,7 @@ class FlowModel(keras.Model):
     # ----------------------------------------------------------------- training
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Mean negative log-likelihood (weighted as Keras does: ``mean(w * nll)``)."""
-        nll = -y_pred
-        if sample_weight is not None:
-            nll = nll * tf.cast(tf.reshape(sample_weight, tf.shape(nll)), nll.dtype)
-        loss = tf.reduce_mean(nll)
-        if self.losses:
-            loss = loss + tf.add_n(self.losses)
-        # Keras scales compiled losses by 1/num_replicas itself; an override must do it.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        return loss / tf.cast(replicas, loss.dtype) if replicas > 1 else loss
+        return batch_mean_loss(self, -y_pred, sample_weight)
 
     def _checked(self, x, name):
         if isinstance(x, (np.ndarray, list, tuple)) or tf.is_tensor(x):
@@ -425,10 +432,4 @@ class FlowModel(keras.Model):
 
     def _with_lipschitz_update(self, callbacks):
         """Adds :class:`LipschitzUpdate` when the flow has Lipschitz layers (once)."""
-        if isinstance(callbacks, keras.callbacks.CallbackList):
-            return callbacks  # ``fit``'s own validation pass: its list already has the update
-        callbacks = list(callbacks or [])
-        if find_lipschitz_layers(self.flow_layers) and not any(
-                isinstance(c, LipschitzUpdate) for c in callbacks):
-            callbacks.append(LipschitzUpdate())
-        return callbacks
+        return with_lipschitz_update(callbacks, self.flow_layers)

@@ -67,7 +67,7 @@ from tfresflow.bijectors.actnorm import ActNormParameters
 from tfresflow.bijectors.squeeze import Squeeze
 from tfresflow.data.dequantization import check_n_bits
 from tfresflow.data.images import check_labels
-from tfresflow.models.flow_model import FlowModel, StopOnNonFiniteLoss
+from tfresflow.models.flow_model import FlowModel, StopOnNonFiniteLoss, batch_mean_loss
 from tfresflow.validation import check_number, check_positive_int, check_samples
 
 __all__ = ["HybridFlowModel", "ClassifierBranch", "hybrid_lambda"]
@@ -362,15 +362,7 @@ class HybridFlowModel(keras.Model):
                       f"labels `y` must be < num_classes={self.num_classes}"))]
         with tf.control_dependencies(checks):
             ce = tf.nn.sparse_softmax_cross_entropy_with_logits(y, y_pred["logits"])
-        per_example = self.lam * -y_pred["log_prob"] + ce
-        if sample_weight is not None:
-            per_example = per_example * tf.cast(tf.reshape(sample_weight, tf.shape(ce)),
-                                                per_example.dtype)
-        loss = tf.reduce_mean(per_example)
-        if self.losses:
-            loss = loss + tf.add_n(self.losses)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        return loss / tf.cast(replicas, loss.dtype) if replicas > 1 else loss
+        return batch_mean_loss(self, self.lam * -y_pred["log_prob"] + ce, sample_weight)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Updates ``bits_per_dim`` (of ``log p(x)``), ``cross_entropy`` and ``accuracy``."""
@@ -394,10 +386,7 @@ class HybridFlowModel(keras.Model):
         if y is None:
             raise ValueError(f"HybridFlowModel needs class labels `{name_y}` (integers "
                              f"0..{self.num_classes - 1}).")
-        labels = check_labels(y, len(x), name=name_y)
-        if labels.size and labels.max() >= self.num_classes:
-            raise ValueError(f"`{name_y}` must hold class indices 0..{self.num_classes - 1} "
-                             f"(num_classes={self.num_classes}), got {int(labels.max())}.")
+        labels = check_labels(y, len(x), name=name_y, num_classes=self.num_classes)
         return x, labels.astype(np.int32)
 
     def fit(self, x=None, y=None, **kwargs):

@@ -87,7 +87,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfresflow import random as trf_random
-from tfresflow.lipschitz import LipschitzUpdate, find_lipschitz_layers
+from tfresflow.lipschitz import with_lipschitz_update
 from tfresflow.models.vae_posterior import (ConditionalCouplingFlow, GlobalFlowComponent,
                                             IdentityComponent)
 from tfresflow.nets.gated_conv import GatedConvDecoder, GatedConvEncoder
@@ -600,13 +600,7 @@ class FlowVAE(keras.Model):
         """Adds :class:`~tfresflow.lipschitz.LipschitzUpdate` (power iteration refreshed after
         every step, as ``FlowModel.fit``) when a global residual component has Lipschitz
         layers."""
-        if isinstance(callbacks, keras.callbacks.CallbackList):
-            return callbacks
-        callbacks = list(callbacks or [])
-        if find_lipschitz_layers(self.components) and not any(
-                isinstance(c, LipschitzUpdate) for c in callbacks):
-            callbacks.append(LipschitzUpdate())
-        return callbacks
+        return with_lipschitz_update(callbacks, self.components)
 
     def evaluate(self, x=None, y=None, **kwargs):
         """Mean negative ELBO (one draw per example, ``beta = 1``) on images ``x``."""
