@@ -380,10 +380,6 @@ def train_image(args, run):
                        standardization is None else {"mean": list(standardization.mean),
                                                      "std": list(standardization.std)})
         metrics.update(evaluate_classifier(model, x_test, y_test, dataset, args.seed))
-        print(f"test accuracy {metrics['test_accuracy']:.4f} ± "
-              f"{metrics['test_accuracy_stderr']:.4f} | cross-entropy "
-              f"{metrics['test_cross_entropy']:.4f} ± {metrics['test_cross_entropy_stderr']:.4f} "
-              "nats")
     metrics.update(write_sample_grid(model, os.path.join(run.work, "samples.png"), args.seed,
                                      dataset.n_bits, f"{args.model} on {args.data}"))
     written = report.report_fit(run.work, metrics, model=model)
@@ -411,11 +407,16 @@ def _num_classes(args, dataset, y_train, y_test):
 def evaluate_classifier(model, images, labels, dataset, seed):
     """Test accuracy and cross-entropy (nats) of a hybrid ``model`` with standard errors over
     the test images, classified as the dequantised images the bits/dim is computed on
-    (:func:`tfresflow.evaluation.classification_with_stderr`)."""
+    (:func:`tfresflow.evaluation.classification_with_stderr`); printed, and returned as a
+    dict."""
     from tfresflow import evaluation
 
-    return evaluation.classification_with_stderr(model, images, labels, n_bits=dataset.n_bits,
-                                                 seed=seed)
+    result = evaluation.classification_with_stderr(model, images, labels,
+                                                   n_bits=dataset.n_bits, seed=seed)
+    print(f"test accuracy {result['test_accuracy']:.4f} ± {result['test_accuracy_stderr']:.4f} "
+          f"| cross-entropy {result['test_cross_entropy']:.4f} ± "
+          f"{result['test_cross_entropy_stderr']:.4f} nats")
+    return result
 
 
 def _run_metrics(args, dataset, model, n_train, n_test):
@@ -504,10 +505,6 @@ def run_evaluate(args, model):
             raise ValueError(f"--data {data} has no labels to score the classifier of the "
                              f"hybrid model {args.model_path!r} on.")
         result.update(evaluate_classifier(model, images, labels, dataset, seed))
-        print(f"test accuracy {result['test_accuracy']:.4f} ± "
-              f"{result['test_accuracy_stderr']:.4f} | cross-entropy "
-              f"{result['test_cross_entropy']:.4f} ± {result['test_cross_entropy_stderr']:.4f} "
-              "nats")
     return result
 
 

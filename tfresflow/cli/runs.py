@@ -133,6 +133,21 @@ def _read_settings(folder):
         return json.load(f)
 
 
+def _work_folder(folder):
+    """The folder holding the ``run.json`` of the run in ``folder``: its staging folder while
+    an ``--overwrite`` run there is unfinished, else ``folder`` itself; None if neither has one."""
+    for work in (os.path.join(folder, STAGING), folder):
+        if os.path.isfile(os.path.join(work, RUN_FILE)):
+            return work
+    return None
+
+
+def recorded_settings(folder):
+    """The settings recorded in the ``run.json`` of the run in ``folder`` (None: no run)."""
+    work = _work_folder(folder)
+    return None if work is None else _read_settings(work).get("settings", {})
+
+
 def prepare(args, default_out):
     """Decides where the run of ``args`` writes (no file is written); returns a :class:`Run`.
 
@@ -164,9 +179,8 @@ def _prepare_resume(args):
     if args.out is not None and os.path.abspath(args.out) != os.path.abspath(folder):
         raise ValueError(f"--resume {folder!r} writes into that folder; --out {args.out!r} "
                          "contradicts it (leave --out out).")
-    staging = os.path.join(folder, STAGING)
-    work = staging if os.path.isfile(os.path.join(staging, RUN_FILE)) else folder
-    if not os.path.isfile(os.path.join(work, RUN_FILE)):
+    work = _work_folder(folder)
+    if work is None:
         raise ValueError(f"--resume {folder!r} is not a run folder (no {RUN_FILE}).")
     if work == folder and os.path.isfile(os.path.join(folder, METRICS_FILE)):
         raise ValueError(f"--resume {folder!r}: the run there is complete ({METRICS_FILE}); "

@@ -130,24 +130,12 @@ def check_vae_arguments(args):
     return {"posterior": posterior, "components": components or 1, **opts}
 
 
-def _recorded_model(folder):
-    """The ``--model`` recorded in the run folder ``folder`` (None if there is none)."""
-    import json
-
-    for work in (os.path.join(folder, runs.STAGING), folder):
-        path = os.path.join(work, runs.RUN_FILE)
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                return json.load(f).get("settings", {}).get("model")
-    return None
-
-
 def dispatch(args):
     """Runs ``train`` when it is a VAE run (``--model vae``, or ``--resume`` of one); returns
     its metrics, or None for any other model (after checking it was given no ``--posterior``).
     """
     resume = getattr(args, "resume", None)
-    if resume and _recorded_model(resume) == "vae":
+    if resume and (runs.recorded_settings(resume) or {}).get("model") == "vae":
         run = runs.prepare(args, resume)   # puts the recorded settings into args
         check_vae_arguments(args)
         return train_vae(args, run)
